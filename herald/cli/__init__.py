@@ -1,0 +1,22 @@
+"""The `herald` command: one Typer app assembled from small command modules."""
+
+from __future__ import annotations
+
+import typer
+
+from herald.cli import clients, ops, pipeline_cmds, stack
+
+app = typer.Typer(
+    name="herald",
+    help="Herald notification pipeline: local stack, topics, producer tools, pipeline and diagnostics.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(stack.app, name="stack")
+ops.register(app)
+clients.register(app)
+pipeline_cmds.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,172 @@
+"""One frozen, validated settings object: env vars (HERALD_*), then a TOML file, then what the local stack wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from herald.errors import ConfigError
+
+DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "herald"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "herald"
+STACK_FILE_NAME = "stack.json"
+
+
+def state_dir_from_env() -> Path:
+    return Path(os.environ.get("HERALD_STATE_DIR", str(DEFAULT_STATE_DIR))).expanduser()
+
+
+def config_file_from_env() -> Path | None:
+    explicit = os.environ.get("HERALD_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    local = Path("herald.toml")
+    return local if local.is_file() else None
+
+
+class _JsonFileSource(PydanticBaseSettingsSource):
+    """Reads flat settings from a file; missing file means no values (the stack may not have run yet)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist (HERALD_CONFIG)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    section = data.get("herald", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [herald] must be a table")
+    return section
+
+
+def _read_stack_file(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / STACK_FILE_NAME
+    try:
+        loaded = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    settings = loaded.get("settings", {}) if isinstance(loaded, dict) else {}
+    return settings if isinstance(settings, dict) else {}
+
+
+class Settings(BaseSettings):
+    """Everything Herald can be told. Env vars win over the config file, which wins over the stack file."""
+
+    model_config = SettingsConfigDict(env_prefix="HERALD_", frozen=True, extra="ignore")
+
+    # Where things are.
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    ray_address: str | None = None
+    state_dir: Path = DEFAULT_STATE_DIR
+    cache_dir: Path = DEFAULT_CACHE_DIR
+
+    # Local stack.
+    kafka_version: str = "4.1.1"
+    kafka_port: PositiveInt = 19092
+    kafka_controller_port: PositiveInt = 19093
+    kafka_heap_mb: PositiveInt = Field(default=512, le=8192)
+    redis_port: PositiveInt = 16379
+    ray_num_cpus: PositiveInt | None = None
+
+    # Kafka clients.
+    connect_timeout_s: PositiveFloat = 10.0
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    producer_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
+    events_partitions: PositiveInt = 12
+
+    # Pipeline shape; None means "derive from the cluster".
+    readers: PositiveInt | None = None
+    shards: PositiveInt = 64
+    aggregators: PositiveInt | None = None
+    delivery_actors: PositiveInt | None = None
+    reader_max_records: PositiveInt = 2000
+    reader_max_inflight_batches: PositiveInt = 4
+    inbox_capacity: PositiveInt = 500
+    dedup_horizon_s: PositiveInt = 8 * 24 * 3600
+    late_allowance_s: int = Field(default=60, ge=0)
+    delivery_max_attempts: PositiveInt = 5
+    delivery_reclaim_idle_s: PositiveFloat = 30.0
+
+    # Gateway and tokens.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: PositiveInt = 8080
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_public_key_file: Path | None = None
+    jwt_private_key_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_values = _read_toml(config_file_from_env())
+        state_dir = Path(str(file_values.get("state_dir", state_dir_from_env()))).expanduser()
+        if "HERALD_STATE_DIR" in os.environ:
+            state_dir = state_dir_from_env()
+        return (
+            init_settings,
+            env_settings,
+            _JsonFileSource(settings_cls, file_values),
+            _JsonFileSource(settings_cls, _read_stack_file(state_dir)),
+        )
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / STACK_FILE_NAME
+
+    def require_jwt_secret(self) -> str:
+        if self.jwt_secret is None:
+            raise ConfigError(
+                "no JWT secret: set HERALD_JWT_SECRET, jwt_secret in the config file, or run `herald stack up`"
+            )
+        return self.jwt_secret.get_secret_value()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation failures into a ConfigError that names the bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

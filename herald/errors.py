@@ -1,0 +1,53 @@
+"""One exception base for Herald; errors carry their retry policy so callers need not guess."""
+
+from __future__ import annotations
+
+
+class HeraldError(Exception):
+    """Base of every error Herald raises on purpose."""
+
+    retriable: bool = False
+    retry_after_s: float | None = None
+
+
+class ConfigError(HeraldError):
+    """Settings or a config file are invalid."""
+
+
+class InvalidEventError(HeraldError, ValueError):
+    """An event does not match the wire format; `field` names the offending field when one is to blame."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class BrokerUnavailableError(HeraldError):
+    """Kafka could not be reached within the configured bound."""
+
+    retriable = True
+
+
+class StackError(HeraldError):
+    """The local stack could not be started, stopped or inspected."""
+
+
+class StoreError(HeraldError):
+    """Redis refused or lost a state change."""
+
+    retriable = True
+
+
+class DeliveryError(HeraldError):
+    """A channel could not deliver; `retriable` says whether trying again may help."""
+
+    def __init__(self, reason: str, *, retriable: bool, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retriable = retriable
+        self.retry_after_s = retry_after_s
+
+
+class AuthError(HeraldError):
+    """A token was missing, malformed, expired or not signed by us."""
