@@ -1,0 +1,123 @@
+"""Kafka client plumbing shared by the SDK, the CLI and the pipeline: one place for client options and for
+starting a client within a time bound instead of hanging on an absent broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from herald.config import Settings
+from herald.errors import BrokerUnavailableError
+from herald.events import MAX_EVENT_BYTES
+
+log = logging.getLogger(__name__)
+
+# Room for the record batch framing, the key and the headers around a maximal (1 MiB) event.
+MAX_REQUEST_HEADROOM_BYTES = 64 * 1024
+# Give up on stopping a client after this long: a stop that waits on a dead broker must not hang a shutdown.
+CLOSE_TIMEOUT_S = 5.0
+_RETRY_BACKOFF_MAX_S = 1.0
+
+
+class KafkaClient(Protocol):
+    """What start_bounded needs: aiokafka producers and consumers `stop()`, the admin client `close()`s."""
+
+    async def start(self) -> None: ...
+
+
+def request_timeout_ms(settings: Settings) -> int:
+    # One knob (connect_timeout_s) bounds both connecting and each request, so "unreachable" is reported
+    # in the same time whichever step fails; below one second a produce with acks=all can time out on a
+    # healthy broker.
+    return max(1000, int(settings.connect_timeout_s * 1000))
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """Options of every Herald producer (DESIGN 9: idempotent, acks=all, compression, short linger)."""
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": "herald-producer",
+        "enable_idempotence": True,
+        "acks": "all",
+        "compression_type": settings.producer_compression,
+        "linger_ms": settings.producer_linger_ms,
+        "max_request_size": MAX_EVENT_BYTES + MAX_REQUEST_HEADROOM_BYTES,
+        # Batches bigger than aiokafka's 16 KiB default cut per-request overhead at high rates; linger_ms
+        # still bounds the latency of a lone event.
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": request_timeout_ms(settings),
+    }
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A configured, not yet started producer; call inside a running event loop (aiokafka binds to it)."""
+    return AIOKafkaProducer(**{**producer_config(settings), **overrides})
+
+
+def make_admin(settings: Settings, **overrides: Any) -> AIOKafkaAdminClient:
+    """A configured, not yet started admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": "herald-admin",
+        "request_timeout_ms": request_timeout_ms(settings),
+    }
+    return AIOKafkaAdminClient(**{**options, **overrides})
+
+
+def unreachable(settings: Settings, what: str, timeout_s: float, cause: BaseException | str) -> str:
+    return (
+        f"Kafka at {settings.kafka_bootstrap} unreachable after {timeout_s:g}s ({what}): {cause}; "
+        "is the stack up? try `herald doctor`"
+    )
+
+
+async def start_bounded(
+    client: KafkaClient, settings: Settings, what: str, *, timeout_s: float | None = None
+) -> None:
+    """Start an aiokafka client, retrying until `timeout_s` (default settings.connect_timeout_s).
+
+    Retrying inside the bound lets a caller start while the broker is still booting; on failure the client is
+    closed (so no "Unclosed AIOKafka..." warning escapes) and BrokerUnavailableError names the broker.
+    """
+    bound_s = settings.connect_timeout_s if timeout_s is None else timeout_s
+    deadline = time.monotonic() + bound_s
+    backoff_s = 0.1
+    last_error: BaseException | str = "timed out"
+    while True:
+        remaining_s = deadline - time.monotonic()
+        if remaining_s <= 0:
+            break
+        try:
+            await asyncio.wait_for(client.start(), timeout=remaining_s)
+            return
+        except (KafkaError, OSError) as exc:
+            last_error = exc
+        except TimeoutError:
+            last_error = "timed out"
+            break
+        await asyncio.sleep(min(backoff_s, max(0.0, deadline - time.monotonic())))
+        backoff_s = min(backoff_s * 2, _RETRY_BACKOFF_MAX_S)
+    await close_client(client)
+    raise BrokerUnavailableError(unreachable(settings, what, bound_s, last_error))
+
+
+async def close_client(client: object, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Stop a producer/consumer or close an admin client, bounded in time.
+
+    A failure to close is logged, not raised: the caller is usually already handling a more important error.
+    """
+    closer = getattr(client, "stop", None) or getattr(client, "close", None)
+    if closer is None:
+        raise TypeError(f"{type(client).__name__} has neither stop() nor close()")
+    try:
+        await asyncio.wait_for(closer(), timeout=timeout_s)
+    except TimeoutError:
+        log.warning("closing %s took more than %.1fs; abandoned", type(client).__name__, timeout_s)
+    except (KafkaError, OSError) as exc:
+        log.warning("closing %s failed: %s", type(client).__name__, exc)
