@@ -1,0 +1,53 @@
+"""Redis key names. Every key of a user carries the hash tag {u:<userId>} so one Lua script can touch them all
+on Redis Cluster; outbox streams are sharded with their own tag."""
+
+from __future__ import annotations
+
+import xxhash
+
+OUTBOX_GROUP = "herald-delivery"
+
+
+def user_key(user_id: str, suffix: str) -> str:
+    return f"herald:{{u:{user_id}}}:{suffix}"
+
+
+def seq_key(user_id: str) -> str:
+    return user_key(user_id, "seq")
+
+
+def seen_key(user_id: str) -> str:
+    return user_key(user_id, "seen")
+
+
+def inbox_key(user_id: str) -> str:
+    return user_key(user_id, "inbox")
+
+
+def bodies_key(user_id: str) -> str:
+    return user_key(user_id, "n")
+
+
+def unread_key(user_id: str) -> str:
+    return user_key(user_id, "unread")
+
+
+def preferences_key(user_id: str) -> str:
+    return user_key(user_id, "prefs")
+
+
+def group_state_key(user_id: str, group: str) -> str:
+    return user_key(user_id, f"g:{group}")
+
+
+def stable_hash(value: str) -> int:
+    """A hash that is the same in every process (Python's hash() is salted per process)."""
+    return int(xxhash.xxh64_intdigest(value.encode()))
+
+
+def outbox_key(channel: str, shard: int) -> str:
+    return f"herald:outbox:{channel}:{{o:{shard}}}"
+
+
+def outbox_shard_of(user_id: str, outbox_shards: int) -> int:
+    return stable_hash(user_id) % outbox_shards

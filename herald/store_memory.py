@@ -1,0 +1,109 @@
+"""An in-memory InboxStore with an injected clock, for unit tests of the aggregation without Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from herald.aggregation import GroupState
+from herald.store import OutboxEntry, UserChange, UserQuery, UserSnapshot
+
+
+@dataclass
+class _User:
+    seq: int = 0
+    seen: set[str] = field(default_factory=set)
+    groups: dict[str, tuple[GroupState, int]] = field(default_factory=dict)  # key -> (state, expires_at_ms)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cursors: dict[str, int] = field(default_factory=dict)
+    unread: set[str] = field(default_factory=set)
+    preferences: dict[str, Any] | None = None
+
+
+class MemoryStore:
+    def __init__(self, clock_ms: Callable[[], int], inbox_capacity: int = 500) -> None:
+        self._clock_ms = clock_ms
+        self._capacity = inbox_capacity
+        self._users: dict[str, _User] = {}
+        self.outbox: list[tuple[str, OutboxEntry]] = []
+
+    def _user(self, user_id: str) -> _User:
+        return self._users.setdefault(user_id, _User())
+
+    async def load(self, queries: Sequence[UserQuery]) -> list[UserSnapshot]:
+        now = self._clock_ms()
+        snapshots = []
+        for query in queries:
+            user = self._user(query.user_id)
+            groups = {
+                key: user.groups[key][0]
+                for key in query.group_keys
+                if key in user.groups and user.groups[key][1] > now
+            }
+            seen = frozenset(e for e in query.event_ids if e in user.seen)
+            snapshots.append(UserSnapshot(query.user_id, user.seq, seen, groups))
+        return snapshots
+
+    async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:
+        results = []
+        for change in changes:
+            user = self._user(change.user_id)
+            if user.seq != change.expected_seq:
+                results.append(False)
+                continue
+            self._apply(user, change, now_ms)
+            results.append(True)
+        return results
+
+    def _apply(self, user: _User, change: UserChange, now_ms: int) -> None:
+        user.seq = change.new_seq
+        user.seen.update(change.seen_event_ids)
+        for key, (state, ttl_ms) in change.groups.items():
+            user.groups[key] = (state, now_ms + ttl_ms)
+        for body in change.notifications:
+            user.bodies[body["id"]] = body
+            user.cursors[body["id"]] = int(body["cursor"])
+            user.unread.add(body["id"])
+        user.unread.difference_update(change.read_ids)
+        for notification_id in change.deleted_ids:
+            user.bodies.pop(notification_id, None)
+            user.cursors.pop(notification_id, None)
+            user.unread.discard(notification_id)
+        if change.preferences is not None:
+            user.preferences = change.preferences
+        excess = len(user.cursors) - self._capacity
+        for stale in sorted(user.cursors, key=user.cursors.__getitem__)[: max(excess, 0)]:
+            user.bodies.pop(stale)
+            user.cursors.pop(stale)
+            user.unread.discard(stale)
+        self.outbox.extend((change.user_id, entry) for entry in change.outbox)
+
+    def _view(self, user: _User, notification_id: str) -> dict[str, Any]:
+        return user.bodies[notification_id] | {"read": notification_id not in user.unread}
+
+    async def notifications_after(self, user_id: str, cursor: int, limit: int) -> list[dict[str, Any]]:
+        user = self._user(user_id)
+        ids = sorted((c, i) for i, c in user.cursors.items() if c > cursor)[:limit]
+        return [self._view(user, i) for _, i in ids]
+
+    async def notifications_before(self, user_id: str, cursor: int | None, limit: int) -> list[dict[str, Any]]:
+        user = self._user(user_id)
+        ids = sorted(((c, i) for i, c in user.cursors.items() if cursor is None or c < cursor), reverse=True)
+        return [self._view(user, i) for _, i in ids[:limit]]
+
+    async def unread_count(self, user_id: str) -> int:
+        return len(self._user(user_id).unread)
+
+    async def mark_read(self, user_id: str, ids: Sequence[str] | None) -> int:
+        user = self._user(user_id)
+        if ids is None:
+            user.unread.clear()
+        else:
+            user.unread.difference_update(ids)
+        return len(user.unread)
+
+    def snapshot_of(self, user_id: str) -> list[dict[str, Any]]:
+        """Every notification of a user, oldest change first (for assertions)."""
+        user = self._user(user_id)
+        return [self._view(user, i) for _, i in sorted((c, i) for i, c in user.cursors.items())]
