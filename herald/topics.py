@@ -1,0 +1,203 @@
+"""Herald's Kafka topics as data (DESIGN section 9): created idempotently, checked, never silently changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, for_code
+
+from herald.config import Settings
+from herald.errors import BrokerUnavailableError, HeraldError
+from herald.kafka import close_client, make_admin, start_bounded, unreachable
+
+EVENTS_TOPIC: Final = "notification-events"
+DELIVERY_TOPIC: Final = "notification-delivery"
+ANALYTICS_TOPIC: Final = "notification-analytics"
+DLQ_TOPIC: Final = "notification-dlq"
+PREFERENCES_TOPIC: Final = "user-preferences"
+PUSH_TOPIC: Final = "push-notifications"
+
+DEFAULT_PARTITIONS: Final = 3
+_DAY_MS: Final = 24 * 3600 * 1000
+# max.message.bytes limits a whole record batch, not one event: a maximal 1 MiB event needs room for the batch
+# framing, its key and headers. The DLQ carries original bytes plus a reason, so it needs the same.
+MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 64 * 1024
+_ERROR_NONE: Final = 0
+_ERROR_TOPIC_ALREADY_EXISTS: Final = 36
+
+
+class TopicError(HeraldError):
+    """The broker refused to create or describe a topic (not a connectivity problem)."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+class TopicStatus(StrEnum):
+    CREATED = "created"
+    OK = "ok"
+    DIFFERS = "differs"
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """What ensure/describe found. `differences` lists how an existing topic departs from its spec."""
+
+    name: str
+    status: TopicStatus
+    partitions: int
+    configs: dict[str, str]
+    differences: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics of DESIGN section 9; only the input topic's partition count comes from settings."""
+    return [
+        TopicSpec(
+            EVENTS_TOPIC,
+            settings.events_partitions,
+            {"retention.ms": str(7 * _DAY_MS), "max.message.bytes": str(MAX_MESSAGE_BYTES)},
+        ),
+        TopicSpec(DELIVERY_TOPIC, DEFAULT_PARTITIONS, {"retention.ms": str(7 * _DAY_MS)}),
+        TopicSpec(ANALYTICS_TOPIC, DEFAULT_PARTITIONS, {"retention.ms": str(30 * _DAY_MS)}),
+        TopicSpec(
+            DLQ_TOPIC,
+            DEFAULT_PARTITIONS,
+            {"retention.ms": str(30 * _DAY_MS), "max.message.bytes": str(MAX_MESSAGE_BYTES)},
+        ),
+        TopicSpec(PREFERENCES_TOPIC, DEFAULT_PARTITIONS, {"cleanup.policy": "compact"}),
+        TopicSpec(PUSH_TOPIC, DEFAULT_PARTITIONS, {"retention.ms": str(1 * _DAY_MS)}),
+    ]
+
+
+async def ensure_topics(
+    settings: Settings,
+    specs: Sequence[TopicSpec] | None = None,
+    *,
+    replication_factor: int = 1,
+    timeout_s: float | None = None,
+) -> list[TopicReport]:
+    """Create the missing topics; report (never alter) existing ones whose partitions or configs differ.
+
+    Replication factor 1 suits the one-broker local stack; pass e.g. min(3, brokers) for a real cluster.
+    """
+    specs = topic_specs(settings) if specs is None else list(specs)
+    admin = make_admin(settings)
+    await start_bounded(admin, settings, "ensuring topics", timeout_s=timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        created = await _create(admin, missing, replication_factor) if missing else set()
+        reports = await _inspect(admin, specs)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            unreachable(settings, "ensuring topics", settings.connect_timeout_s, exc)
+        ) from exc
+    finally:
+        await close_client(admin)
+    return [
+        TopicReport(r.name, TopicStatus.CREATED, r.partitions, r.configs, r.differences)
+        if r.name in created
+        else r
+        for r in reports
+    ]
+
+
+async def describe_topics(
+    settings: Settings, specs: Sequence[TopicSpec] | None = None, *, timeout_s: float | None = None
+) -> list[TopicReport]:
+    """Compare the cluster with the specs without changing anything; a missing topic is a difference."""
+    specs = topic_specs(settings) if specs is None else list(specs)
+    admin = make_admin(settings)
+    await start_bounded(admin, settings, "describing topics", timeout_s=timeout_s)
+    try:
+        return await _inspect(admin, specs)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            unreachable(settings, "describing topics", settings.connect_timeout_s, exc)
+        ) from exc
+    finally:
+        await close_client(admin)
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], replication_factor: int
+) -> set[str]:
+    """Create topics; errors come back in the response (not raised), a concurrent creator is not an error."""
+    response = await admin.create_topics(
+        [NewTopic(s.name, s.partitions, replication_factor, topic_configs=dict(s.configs)) for s in specs]
+    )
+    created: set[str] = set()
+    failures: list[str] = []
+    for entry in response.to_object()["topic_errors"]:
+        code = entry["error_code"]
+        if code == _ERROR_NONE:
+            created.add(entry["topic"])
+        elif code != _ERROR_TOPIC_ALREADY_EXISTS:
+            message = entry.get("error_message") or for_code(code).__name__
+            failures.append(f"{entry['topic']}: {message} (error {code})")
+    if failures:
+        raise TopicError("could not create topics: " + "; ".join(failures))
+    return created
+
+
+async def _inspect(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[TopicReport]:
+    names = [spec.name for spec in specs]
+    partitions = await _partition_counts(admin, names)
+    configs = await _topic_configs(admin, [n for n in names if n in partitions])
+    return [_compare(spec, partitions.get(spec.name), configs.get(spec.name, {})) for spec in specs]
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for topic in await admin.describe_topics(names):
+        if topic["error_code"] == _ERROR_NONE:
+            counts[topic["topic"]] = len(topic["partitions"])
+    return counts
+
+
+async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    if not names:
+        return {}
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"] != _ERROR_NONE:
+                raise TopicError(
+                    f"describe configs of {resource['resource_name']}: {resource['error_message']} "
+                    f"(error {resource['error_code']})"
+                )
+            configs[resource["resource_name"]] = _entries(resource["config_entries"])
+    return configs
+
+
+def _entries(entries: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["config_names"]: e["config_value"] for e in entries if e["config_value"] is not None}
+
+
+def _compare(spec: TopicSpec, partitions: int | None, actual: dict[str, str]) -> TopicReport:
+    if partitions is None:
+        return TopicReport(spec.name, TopicStatus.DIFFERS, 0, {}, ("missing (run `herald topics ensure`)",))
+    differences = []
+    if partitions != spec.partitions:
+        differences.append(f"partitions {partitions}, expected {spec.partitions}")
+    for key, expected in spec.configs.items():
+        if actual.get(key) != expected:
+            differences.append(f"{key}={actual.get(key)}, expected {expected}")
+    relevant = {key: actual[key] for key in spec.configs if key in actual}
+    status = TopicStatus.DIFFERS if differences else TopicStatus.OK
+    return TopicReport(spec.name, status, partitions, relevant, tuple(differences))
