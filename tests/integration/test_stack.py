@@ -1,0 +1,146 @@
+"""The local stack: the shared one started by `scripts/dev test`, and failure modes on a private state dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from herald import stack
+from herald.config import Settings, load_settings
+from herald.errors import StackError
+from herald.stack import procs, state
+
+pytestmark = pytest.mark.integration
+
+HERALD = str(Path(sys.executable).parent / "herald")
+
+
+@pytest.fixture(scope="module")
+def shared() -> Settings:
+    """Settings of the shared stack; it must already run (never started or stopped here)."""
+    settings = load_settings()
+    states = {row.name: row.state for row in stack.status(settings)}
+    if states.get("kafka") != "running" or states.get("redis") != "running":
+        pytest.fail(
+            f"the local stack is not running ({states}); run `herald stack up` (scripts/dev test does)"
+        )
+    return settings
+
+
+@pytest.fixture
+def private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A separate state dir on other ports, so the shared stack is never touched; stopped afterwards."""
+    monkeypatch.setenv("HERALD_STATE_DIR", str(tmp_path / "state"))
+    for name in ("HERALD_KAFKA_BOOTSTRAP", "HERALD_REDIS_URL", "HERALD_RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HERALD_REDIS_PORT", str(procs.free_port()))
+    monkeypatch.setenv("HERALD_KAFKA_PORT", str(procs.free_port()))
+    monkeypatch.setenv("HERALD_KAFKA_CONTROLLER_PORT", str(procs.free_port()))
+    settings = load_settings()
+    assert settings.state_dir == tmp_path / "state"
+    yield settings
+    stack.down(settings)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
+    )
+    return int(proc.stdout)
+
+
+def test_status_reports_kafka_and_redis_running(shared: Settings) -> None:
+    rows = {row.name: row for row in stack.status(shared)}
+    for name, port in (("kafka", shared.kafka_port), ("redis", shared.redis_port)):
+        assert rows[name].state == "running"
+        assert rows[name].pid is not None
+        assert rows[name].port == port
+    assert rows["ray"].state in ("running", "stopped")
+
+
+def test_status_command_prints_a_table(shared: Settings) -> None:
+    out = subprocess.run([HERALD, "stack", "status"], capture_output=True, text=True, check=True).stdout
+    assert "kafka" in out
+    assert "running" in out
+
+
+def test_second_up_reuses_the_running_services(shared: Settings) -> None:
+    before = {row.name: row.pid for row in stack.status(shared)}
+    info = stack.up(shared)
+    assert all(result.reused for result in info.started)
+    assert {r.name: r.pid for r in info.started} == {"redis": before["redis"], "kafka": before["kafka"]}
+    assert info.kafka_bootstrap == f"127.0.0.1:{shared.kafka_port}"
+
+
+def test_kafka_log_says_the_server_started(shared: Settings) -> None:
+    logs = sorted((shared.state_dir / "logs").glob("kafka.log*"))
+    text = "".join(path.read_text(errors="replace") for path in logs)
+    assert text, "kafka.log is empty: the SLF4J binding or the log4j2 config is missing"
+    assert "Kafka Server started" in text or "started (kafka.server" in text
+
+
+def test_redis_runs_with_aof(shared: Settings) -> None:
+    client = redis.Redis.from_url(shared.redis_url)
+    try:
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+    finally:
+        client.close()
+
+
+def test_stack_file_is_private_and_complete(shared: Settings) -> None:
+    assert shared.stack_file.stat().st_mode & 0o777 == 0o600
+    data = state.load_stack_file(shared)
+    assert data["settings"]["kafka_bootstrap"] == f"127.0.0.1:{shared.kafka_port}"
+    assert data["settings"]["jwt_secret"]
+    assert {"kafka", "redis"} <= set(data["services"])
+
+
+def test_env_output_evaluates_in_bash(shared: Settings) -> None:
+    bash = shutil.which("bash")
+    assert bash is not None
+    script = f'eval "$({HERALD} stack env)"; printf "%s\\n%s" "$HERALD_KAFKA_BOOTSTRAP" "$HERALD_REDIS_URL"'
+    out = subprocess.run([bash, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [f"127.0.0.1:{shared.kafka_port}", f"redis://127.0.0.1:{shared.redis_port}/0"]
+
+
+def test_stale_pid_file_is_reported_and_cleaned(private: Settings) -> None:
+    dead = _dead_pid()
+    state.write_pid(private, "redis", dead)
+    assert {r.name: r.state for r in stack.status(private)}["redis"] == "stale"
+
+    info = stack.up(private, only=["redis"])
+
+    (result,) = info.started
+    assert result.cleaned_stale_pid == dead
+    assert not result.reused
+    assert result.pid != dead
+    assert {r.name: r.state for r in stack.status(private)}["redis"] == "running"
+
+
+def test_recycled_pid_of_another_program_counts_as_stale(private: Settings) -> None:
+    state.write_pid(private, "redis", os.getpid())
+    assert {r.name: r.state for r in stack.status(private)}["redis"] == "stale"
+
+
+def test_port_in_use_by_a_stranger_is_reported(private: Settings) -> None:
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", private.redis_port))
+        stranger.listen()
+        with pytest.raises(StackError, match=rf"port {private.redis_port}.*HERALD_REDIS_PORT"):
+            stack.up(private)
+    # Ports are checked before anything starts: no half stack is left behind.
+    assert all(row.state == "stopped" for row in stack.status(private))
+
+
+def test_down_when_nothing_runs_is_fine(private: Settings) -> None:
+    results = stack.down(private)
+    assert all(result.graceful is None for result in results)
