@@ -151,15 +151,19 @@ class NotificationEvent(WireModel):
     def _timestamp_js_style(self, value: datetime) -> str:
         # The format of JavaScript's Date.toISOString(), which the existing application sends, so an event
         # passes through Herald unchanged; sub-millisecond precision is kept when a Python producer has it.
-        utc = value.astimezone(UTC)
-        if utc.microsecond % 1000 == 0:
-            return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
-        return f"{utc:%Y-%m-%dT%H:%M:%S.%f}Z"
+        # isoformat() rather than strftime: this runs once per published event.
+        if value.utcoffset():
+            value = value.astimezone(UTC)
+        spec = "microseconds" if value.microsecond % 1000 else "milliseconds"
+        return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
     @property
     def timestamp_ms(self) -> int:
         """Event time in Unix milliseconds (exact integer arithmetic, no float rounding)."""
         return (self.timestamp - _EPOCH) // _ONE_MS
+
+
+_SERIALIZER: Final = NotificationEvent.__pydantic_serializer__
 
 
 def derive_event_id(topic: str, partition: int, offset: int) -> str:
@@ -193,7 +197,8 @@ def validate_event(data: NotificationEvent | Mapping[str, Any]) -> NotificationE
 
 def encode_event(event: NotificationEvent) -> bytes:
     """camelCase JSON; None-valued optional fields are omitted, extra fields are written back as received."""
-    return event.model_dump_json(by_alias=True).encode()
+    # The core serializer returns bytes directly; model_dump_json would build a str only to encode it again.
+    return _SERIALIZER.to_json(event, by_alias=True)
 
 
 def event_json_schema() -> dict[str, Any]:
