@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from herald.config import Settings
 from herald.errors import BrokerUnavailableError
@@ -78,15 +78,17 @@ def unreachable(settings: Settings, what: str, timeout_s: float, cause: BaseExce
 
 
 async def start_bounded(
-    client: KafkaClient, settings: Settings, what: str, *, timeout_s: float | None = None
+    client: KafkaClient, settings: Settings, what: str, *, timeout_s: float | None = None, retry: bool = True
 ) -> None:
     """Start an aiokafka client, retrying until `timeout_s` (default settings.connect_timeout_s).
 
-    Retrying inside the bound lets a caller start while the broker is still booting; on failure the client is
-    closed (so no "Unclosed AIOKafka..." warning escapes) and BrokerUnavailableError names the broker.
+    Retrying inside the bound lets a caller start while the broker is still booting (`retry=False` answers
+    at the first refusal, for diagnostics); on failure the client is closed (so no "Unclosed AIOKafka..."
+    warning escapes) and BrokerUnavailableError names the broker.
     """
     bound_s = settings.connect_timeout_s if timeout_s is None else timeout_s
-    deadline = time.monotonic() + bound_s
+    started = time.monotonic()
+    deadline = started + bound_s
     backoff_s = 0.1
     last_error: BaseException | str = "timed out"
     while True:
@@ -96,15 +98,21 @@ async def start_bounded(
         try:
             await asyncio.wait_for(client.start(), timeout=remaining_s)
             return
+        except KafkaConnectionError:
+            # aiokafka's message lists every resolved address tuple; what matters is that none answered.
+            last_error = "no broker answered (connection refused or host unreachable)"
         except (KafkaError, OSError) as exc:
             last_error = exc
         except TimeoutError:
             last_error = "timed out"
             break
+        if not retry:
+            break
         await asyncio.sleep(min(backoff_s, max(0.0, deadline - time.monotonic())))
         backoff_s = min(backoff_s * 2, _RETRY_BACKOFF_MAX_S)
     await close_client(client)
-    raise BrokerUnavailableError(unreachable(settings, what, bound_s, last_error))
+    elapsed_s = round(time.monotonic() - started, 1)
+    raise BrokerUnavailableError(unreachable(settings, what, elapsed_s, last_error))
 
 
 async def close_client(client: object, timeout_s: float = CLOSE_TIMEOUT_S) -> None:

@@ -101,7 +101,7 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
         created = await _create(admin, missing, replication_factor) if missing else set()
-        reports = await _inspect(admin, specs)
+        reports = await inspect_topics(admin, specs)
     except KafkaError as exc:
         raise BrokerUnavailableError(
             unreachable(settings, "ensuring topics", settings.connect_timeout_s, exc)
@@ -124,7 +124,7 @@ async def describe_topics(
     admin = make_admin(settings)
     await start_bounded(admin, settings, "describing topics", timeout_s=timeout_s)
     try:
-        return await _inspect(admin, specs)
+        return await inspect_topics(admin, specs)
     except KafkaError as exc:
         raise BrokerUnavailableError(
             unreachable(settings, "describing topics", settings.connect_timeout_s, exc)
@@ -154,7 +154,8 @@ async def _create(
     return created
 
 
-async def _inspect(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[TopicReport]:
+async def inspect_topics(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[TopicReport]:
+    """Compare the cluster with the specs through an already started admin client."""
     names = [spec.name for spec in specs]
     partitions = await _partition_counts(admin, names)
     configs = await _topic_configs(admin, [n for n in names if n in partitions])

@@ -1,0 +1,139 @@
+"""`herald doctor`: is everything Herald needs reachable and configured as DESIGN says? Each check is bounded
+in time and says how to fix what it finds."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from herald.config import Settings
+from herald.errors import BrokerUnavailableError, HeraldError
+from herald.kafka import close_client, make_admin, start_bounded
+from herald.topics import inspect_topics, topic_specs
+
+# Doctor is what people run when something hangs: it must answer quickly even if the configured bound is long.
+DOCTOR_TIMEOUT_CAP_S = 5.0
+RAY_DEFAULT_GCS_PORT = 6379
+KAFKA_FIX = "run `herald stack up`, or set HERALD_KAFKA_BOOTSTRAP to a reachable broker"
+REDIS_FIX = "run `herald stack up`, or set HERALD_REDIS_URL to a reachable Redis"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def doctor_timeout_s(settings: Settings) -> float:
+    return min(settings.connect_timeout_s, DOCTOR_TIMEOUT_CAP_S)
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    """All checks, concurrently; Kafka yields two results (broker, topics)."""
+    kafka, redis_result, ray = await asyncio.gather(
+        check_kafka(settings), check_redis(settings), check_ray(settings)
+    )
+    return [*kafka, redis_result, ray]
+
+
+async def check_kafka(settings: Settings) -> list[CheckResult]:
+    timeout_s = doctor_timeout_s(settings)
+    admin = make_admin(settings, request_timeout_ms=max(1000, int(timeout_s * 1000)))
+    try:
+        await start_bounded(admin, settings, "doctor", timeout_s=timeout_s, retry=False)
+    except BrokerUnavailableError as exc:
+        detail = str(exc).split("; is the stack up?")[0]
+        return [
+            CheckResult("kafka", False, detail, KAFKA_FIX),
+            CheckResult("topics", False, "not checked: Kafka is unreachable", KAFKA_FIX),
+        ]
+    try:
+        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout=timeout_s)
+        broker = CheckResult("kafka", True, _describe_cluster(settings, cluster))
+        reports = await asyncio.wait_for(inspect_topics(admin, topic_specs(settings)), timeout=timeout_s)
+    except (KafkaError, HeraldError, TimeoutError) as exc:
+        detail = f"Kafka at {settings.kafka_bootstrap} answered but a request failed: {exc or 'timed out'}"
+        return [CheckResult("kafka", False, detail, "check the broker log (herald stack status shows it)")]
+    finally:
+        await close_client(admin)
+    bad = [f"{r.name}: {'; '.join(r.differences)}" for r in reports if not r.ok]
+    if bad:
+        fix = "run `herald topics ensure` for missing topics; differing topics must be altered by hand"
+        return [broker, CheckResult("topics", False, " | ".join(bad), fix)]
+    return [broker, CheckResult("topics", True, f"{len(reports)} topics present with the documented configs")]
+
+
+def _describe_cluster(settings: Settings, cluster: dict[str, Any]) -> str:
+    brokers = cluster.get("brokers") or []
+    controller = cluster.get("controller_id")
+    cluster_id = cluster.get("cluster_id")
+    # Kafka does not report its release over the protocol; the local stack records the one it runs.
+    return (
+        f"{settings.kafka_bootstrap}: {len(brokers)} broker(s), controller {controller}, cluster {cluster_id}"
+        f" (stack version {settings.kafka_version})"
+    )
+
+
+async def check_redis(settings: Settings) -> CheckResult:
+    timeout_s = doctor_timeout_s(settings)
+    client = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+    )
+    try:
+        await asyncio.wait_for(client.ping(), timeout=timeout_s)
+        persistence = await asyncio.wait_for(client.info("persistence"), timeout=timeout_s)
+        server = await asyncio.wait_for(client.info("server"), timeout=timeout_s)
+    except (RedisError, OSError, TimeoutError) as exc:
+        detail = (
+            f"Redis at {_redact(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
+        )
+        return CheckResult("redis", False, detail, REDIS_FIX)
+    finally:
+        await client.aclose()
+    version = server.get("redis_version", "?")
+    if str(persistence.get("aof_enabled")) != "1":
+        # The no-loss guarantee (DESIGN 3) assumes a Redis restart replays the append-only file.
+        detail = f"Redis {version} at {_redact(settings.redis_url)}: AOF is off"
+        return CheckResult("redis", False, detail, "enable `appendonly yes` with `appendfsync everysec`")
+    return CheckResult("redis", True, f"Redis {version} at {_redact(settings.redis_url)}, AOF on")
+
+
+async def check_ray(settings: Settings) -> CheckResult:
+    address = settings.ray_address
+    if not address:
+        return CheckResult("ray", True, "in-process (ray.init on demand)")
+    if address == "auto":
+        return CheckResult("ray", True, "auto: ray.init finds a local cluster at start")
+    host, port = _host_port(address)
+    timeout_s = doctor_timeout_s(settings)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=timeout_s)
+    except (OSError, TimeoutError) as exc:
+        detail = f"Ray at {host}:{port} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
+        return CheckResult(
+            "ray", False, detail, "start Ray (`herald stack up --with-ray` or `ray start --head`)"
+        )
+    writer.close()
+    await writer.wait_closed()
+    return CheckResult("ray", True, f"Ray at {host}:{port} accepts connections")
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """'10.0.0.1:6379', 'ray://head:10001' or a bare host -> (host, port)."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    return parts.hostname or "127.0.0.1", parts.port or RAY_DEFAULT_GCS_PORT
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
