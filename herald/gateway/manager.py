@@ -1,0 +1,63 @@
+"""python-socketio's Redis manager with a gate in front of local delivery: every emit that reaches this
+gateway (from the pipeline's write-only emitters, from another gateway or from this one) is offered to the
+recipient's ClientSession before it is written to the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+log = logging.getLogger(__name__)
+
+# Decides, per recipient sid, whether an emit goes out now (True) or is held or dropped (False).
+Gate = Callable[[str, str, Any], bool]
+
+
+class GatedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    def __init__(self, url: str, *, gate: Gate, channel: str = "socketio") -> None:
+        super().__init__(url, channel=channel)
+        self._gate = gate
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        # Emits with callbacks or binary attachments are not part of Herald's protocol; pass them untouched.
+        if message.get("callback") or message.get("binary"):
+            await super()._handle_emit(message)
+            return
+        namespace = message.get("namespace") or "/"
+        data = message.get("data")
+        payload = data[0] if isinstance(data, list) and len(data) == 1 else data
+        skip = message.get("skip_sid")
+        skipped = set(skip) if isinstance(skip, list) else {skip}
+        event = str(message.get("event"))
+        admitted = [
+            sid
+            for sid, _eio_sid in self.get_participants(namespace, message.get("room"))
+            if sid not in skipped and self._gate(sid, event, payload)
+        ]
+        if admitted:
+            await super()._handle_emit({**message, "room": admitted, "skip_sid": None})
+
+    async def wait_subscribed(self, timeout_s: float) -> None:
+        """Wait until the pub/sub listener is subscribed, so emits made after this are not missed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not (self.pubsub is not None and self.pubsub.subscribed):
+            if loop.time() > deadline:
+                raise TimeoutError(f"Redis pub/sub at {self.redis_url} not subscribed after {timeout_s:g}s")
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        """Stop the listener task and close the Redis connections (python-socketio has no API for it)."""
+        task = getattr(self, "thread", None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.pubsub is not None:
+            await self.pubsub.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        self.connected = False

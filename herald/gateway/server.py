@@ -1,0 +1,329 @@
+"""The Socket.IO gateway (DESIGN section 7): JWT-authenticated connections placed in their own rooms, replay
+of what a client missed since its cursor, read acknowledgements, and live emits fanned out through Redis.
+
+Ordering and duplicates: a client enters its rooms first and is replayed from the store after, so nothing
+emitted in between is missed; live emits that reach it during the replay are held and flushed after it, and
+every notification passes the connection's (id -> highest version sent) record, so a client never receives
+the same version twice or an older version after a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import socketio
+import uvicorn
+from redis.exceptions import RedisError
+from socketio.exceptions import ConnectionRefusedError as SocketRefused
+
+from herald import auth
+from herald.config import Settings
+from herald.errors import AuthError, ConfigError, HeraldError
+from herald.gateway import protocol
+from herald.gateway.analytics import AnalyticsPublisher
+from herald.gateway.http import STATIC_DIR, HttpApp
+from herald.gateway.limits import ClientSession, GatewayLimits, TokenBucket
+from herald.gateway.manager import GatedRedisManager
+from herald.store import InboxStore
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/"
+# Replays stop after this many pages even if the store keeps answering (an inbox is capped far below it).
+MAX_REPLAY_PAGES = 100
+SHUTDOWN_TIMEOUT_S = 5
+
+Handler = Callable[[ClientSession, tuple[Any, ...]], Awaitable[dict[str, Any]]]
+
+
+def user_rooms(user_id: str) -> list[str]:
+    """The only rooms a client of `user_id` is ever in (the existing application listens on the second)."""
+    return [f"user:{user_id}", f"notifications:{user_id}"]
+
+
+@dataclass
+class GatewayCounters:
+    connected: int = 0
+    refused: int = 0
+    replayed: int = 0
+    rate_limited: int = 0
+    bad_requests: int = 0
+    unknown_events: int = 0
+    store_errors: int = 0
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the process that embeds the gateway (a Ray worker, a test) owns
+    SIGINT/SIGTERM and stops the gateway through Gateway.shutdown()."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Gateway:
+    """One gateway: `asgi_app` for any ASGI server, or `serve()` to run it under uvicorn on this loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: InboxStore,
+        *,
+        limits: GatewayLimits | None = None,
+        analytics: AnalyticsPublisher | None = None,
+        static_dir: Path = STATIC_DIR,
+        clock_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self.limits = limits or GatewayLimits()
+        self.analytics = analytics or AnalyticsPublisher(settings)
+        self._clock_s = clock_s
+        self._sessions: dict[str, ClientSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counters = GatewayCounters()
+        self._manager = GatedRedisManager(settings.redis_url, gate=self._gate)
+        origins = settings.cors_origins
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            client_manager=self._manager,
+            cors_allowed_origins="*" if "*" in origins else list(origins),
+            max_http_buffer_size=self.limits.max_payload_bytes,
+            transports=["polling", "websocket"],
+            logger=False,
+            engineio_logger=False,
+        )
+        self._http = HttpApp(self.health, static_dir)
+        self.asgi_app = socketio.ASGIApp(self.sio, other_asgi_app=self._http)
+        self._server: uvicorn.Server | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+        self._register()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the Redis manager now rather than on the first connection, and wait for it, so an
+        emit made after start() returns reaches clients that connect later in the replay-or-live window."""
+        if not self.sio.manager_initialized:
+            self.sio.manager_initialized = True
+            self._manager.initialize()
+        await self._manager.wait_subscribed(self.limits.connect_timeout_s)
+
+    async def serve(self, host: str | None = None, port: int | None = None) -> int:
+        """Start the gateway and uvicorn on (host, port) from settings unless given; 0 picks a free port.
+        Returns the bound port once the server accepts connections."""
+        if self._serve_task is not None:
+            raise RuntimeError("gateway is already serving")
+        await self.start()
+        config = uvicorn.Config(
+            self.asgi_app,
+            host=host or self._settings.gateway_host,
+            port=self._settings.gateway_port if port is None else port,
+            log_level="warning",
+            lifespan="off",
+            ws_max_size=2 * self.limits.max_payload_bytes,
+            timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
+        )
+        server = _QuietServer(config)
+        self._server = server
+        self._serve_task = asyncio.create_task(server.serve(), name="herald-gateway-uvicorn")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.connect_timeout_s
+        while not server.started:
+            if self._serve_task.done():
+                await self._serve_task  # re-raises a bind failure
+                raise HeraldError(f"gateway on port {config.port} stopped while starting")
+            if loop.time() > deadline:
+                raise HeraldError(f"gateway on port {config.port} did not start")
+            await asyncio.sleep(0.01)
+        return self.port
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.servers:
+            raise RuntimeError("gateway is not serving")
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    async def shutdown(self) -> None:
+        """Disconnect clients; stop uvicorn, replay tasks, the Redis listener and the analytics producer."""
+        for sid in list(self._sessions):
+            with contextlib.suppress(RedisError, OSError):
+                await self.sio.disconnect(sid, ignore_queue=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None and self._serve_task is not None:
+            self._server.should_exit = True
+            await asyncio.gather(self._serve_task, return_exceptions=True)
+        self._server, self._serve_task = None, None
+        await self.sio.shutdown()
+        await self._manager.close()
+        await self.analytics.close()
+
+    def health(self) -> dict[str, Any]:
+        pubsub = self._manager.pubsub
+        subscribed = bool(pubsub is not None and pubsub.subscribed)
+        return {
+            "ok": subscribed,
+            "subscribed": subscribed,
+            "serving": self._server is not None and bool(self._server.started),
+            "connections": len(self._sessions),
+            "counters": asdict(self.counters),
+            "dropped_stale": sum(s.dropped_stale for s in self._sessions.values()),
+            "analytics": asdict(self.analytics.counters),
+        }
+
+    # -- delivery gate ---------------------------------------------------------------------------------
+
+    def _gate(self, sid: str, event: str, payload: Any) -> bool:
+        session = self._sessions.get(sid)
+        return True if session is None else session.accept_live(event, payload)
+
+    # -- connection ------------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("mark_read", self._client_event(self._mark_read))
+        self.sio.on("mark_all_read", self._client_event(self._mark_all_read))
+        self.sio.on("fetch", self._client_event(self._fetch))
+        self.sio.on("*", self._on_unknown)
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth_data: Any = None) -> None:
+        try:
+            request = protocol.parse_connect_auth(auth_data)
+            claims = auth.verify_token(self._settings, request.token)
+        except (protocol.ProtocolError, AuthError) as exc:
+            self.counters.refused += 1
+            raise SocketRefused(str(exc)) from None
+        except ConfigError as exc:
+            self.counters.refused += 1
+            log.error("cannot verify client tokens: %s", exc)
+            raise SocketRefused("server cannot verify tokens") from None
+        session = ClientSession(
+            user_id=claims.user_id,
+            bucket=TokenBucket(self.limits.events_per_s, self.limits.burst, self._clock_s),
+            max_remembered=self.limits.remembered_versions,
+        )
+        self._sessions[sid] = session
+        for room in user_rooms(claims.user_id):
+            await self.sio.enter_room(sid, room)
+        self.counters.connected += 1
+        task = asyncio.create_task(self._replay(sid, session, request.since), name=f"herald-replay-{sid}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._sessions.pop(sid, None)
+
+    async def _replay(self, sid: str, session: ClientSession, since: int | None) -> None:
+        try:
+            if not await self._connected(sid):
+                return
+            if since is not None:
+                await self._send_backlog(sid, session, since)
+            mark = len(session.pending)
+            unread = await self._store.unread_count(session.user_id)
+            await self._send(sid, protocol.UNREAD_EVENT, {"unread": unread})
+            # Held unread counts from before `unread` was read are older than it: drop them.
+            session.pending = [
+                (event, payload)
+                for index, (event, payload) in enumerate(session.pending)
+                if index >= mark or event != protocol.UNREAD_EVENT
+            ]
+            while session.pending:
+                event, payload = session.pending.pop(0)
+                if event != protocol.NOTIFICATION_EVENT or session.admit(payload):
+                    await self._send(sid, event, payload)
+            session.replaying = False  # no await since the loop saw `pending` empty: nothing slips between
+        except (HeraldError, RedisError, OSError) as exc:
+            self.counters.store_errors += 1
+            log.warning("replay for %s failed (%s); disconnecting it so it reconnects and retries", sid, exc)
+            await self.sio.disconnect(sid, ignore_queue=True)
+
+    async def _connected(self, sid: str) -> bool:
+        """Wait until python-socketio has sent CONNECT: events sent before it would reach no handler."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.connect_timeout_s
+        while not self.sio.manager.is_connected(sid, NAMESPACE):
+            if sid not in self._sessions or loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return sid in self._sessions
+
+    async def _send_backlog(self, sid: str, session: ClientSession, since: int) -> None:
+        cursor = since
+        for _page in range(MAX_REPLAY_PAGES):
+            page_size = self.limits.replay_page_size
+            items = await self._store.notifications_after(session.user_id, cursor, page_size)
+            if not items or sid not in self._sessions:
+                return
+            for body in items:
+                if session.admit(body):
+                    await self._send(sid, protocol.NOTIFICATION_EVENT, body)
+                    self.counters.replayed += 1
+            cursor = max(cursor, *(int(body["cursor"]) for body in items))
+
+    async def _send(self, sid: str, event: str, payload: Any) -> None:
+        # Straight to the local socket: the client is on this gateway, other gateways need not hear of it.
+        await self.sio.emit(event, payload, to=sid, ignore_queue=True)
+
+    # -- client events ---------------------------------------------------------------------------------
+
+    def _client_event(self, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def on_event(sid: str, *args: Any) -> dict[str, Any]:
+            session = self._sessions.get(sid)
+            if session is None:
+                return protocol.error("not connected")
+            if not session.bucket.take():
+                self.counters.rate_limited += 1
+                return protocol.error("rate limited")
+            try:
+                return await handler(session, args)
+            except protocol.ProtocolError as exc:
+                self.counters.bad_requests += 1
+                return protocol.error(str(exc))
+            except (HeraldError, RedisError, OSError) as exc:
+                self.counters.store_errors += 1
+                log.warning("client event for %s failed: %s", session.user_id, exc)
+                return protocol.error("temporarily unavailable, retry later")
+
+        return on_event
+
+    async def _on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        session = self._sessions.get(sid)
+        if session is not None and not session.bucket.take():
+            self.counters.rate_limited += 1
+            return protocol.error("rate limited")
+        self.counters.unknown_events += 1
+        return protocol.error(f"unknown event {str(event)[:64]!r}")
+
+    async def _mark_read(self, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
+        request = protocol.parse_mark_read(args, max_ids=self.limits.mark_read_max_ids)
+        unread = await self._store.mark_read(session.user_id, request.ids)
+        await self._after_read(session.user_id, request.ids, unread)
+        return protocol.ok(unread=unread)
+
+    async def _mark_all_read(self, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
+        protocol.parse_mark_all_read(args)
+        unread = await self._store.mark_read(session.user_id, None)
+        await self._after_read(session.user_id, None, unread)
+        return protocol.ok(unread=unread)
+
+    async def _fetch(self, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
+        request = protocol.parse_fetch(args, max_limit=self.limits.fetch_max_limit)
+        items = await self._store.notifications_before(session.user_id, request.before, request.limit)
+        next_cursor = int(items[-1]["cursor"]) if len(items) >= request.limit else None
+        return protocol.ok(items=items, nextCursor=next_cursor)
+
+    async def _after_read(self, user_id: str, ids: list[str] | None, unread: int) -> None:
+        # Through the manager, so every device of the user on every gateway hears it.
+        await self.sio.emit(protocol.UNREAD_EVENT, {"unread": unread}, room=user_rooms(user_id)[0])
+        self.analytics.publish_read(user_id, ids)
