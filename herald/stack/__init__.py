@@ -99,11 +99,12 @@ def up(
     stack = Stack.of(settings)
     svcs = stack.by_name()
     names = _select(only, ["redis", "kafka", "ray"] if with_ray else ["redis", "kafka"])
-    # Check every port before starting anything, so a conflict does not leave half a stack behind.
-    for name in names:
-        svcs[name].check_startable()
-    started = [svcs[name].start() for name in names]
-    return _record(settings, stack, started)
+    with state.locked(settings):
+        # Check every port before starting anything, so a conflict does not leave half a stack behind.
+        for name in names:
+            svcs[name].check_startable()
+        started = [svcs[name].start() for name in names]
+        return _record(settings, stack, started)
 
 
 def _record(settings: Settings, stack: Stack, started: list[StartResult]) -> StackInfo:
@@ -140,12 +141,13 @@ def down(settings: Settings | None = None, *, only: Collection[str] | None = Non
     stack = Stack.of(settings)
     svcs = stack.by_name()
     results = []
-    for name in reversed(_select(only, SERVICE_NAMES)):
-        svc = svcs[name]
-        pid = svc.pid()
-        results.append(StopResult(name, pid, svc.stop()))
-    if settings.stack_file.exists():
-        _record(settings, stack, [])
+    with state.locked(settings):
+        for name in reversed(_select(only, SERVICE_NAMES)):
+            svc = svcs[name]
+            pid = svc.pid()
+            results.append(StopResult(name, pid, svc.stop()))
+        if settings.stack_file.exists():
+            _record(settings, stack, [])
     return results
 
 

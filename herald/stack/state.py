@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -45,6 +47,19 @@ def write_pid(settings: Settings, name: str, pid: int) -> None:
 def remove_pid(settings: Settings, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         pid_file(settings, name).unlink()
+
+
+@contextlib.contextmanager
+def locked(settings: Settings) -> Iterator[None]:
+    """Serialize `up`/`down` on one state dir: two concurrent `up`s would both launch a broker."""
+    path = run_dir(settings) / "stack.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def load_stack_file(settings: Settings) -> dict[str, Any]:
