@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from herald.config import Settings, load_settings
 from herald.errors import BrokerUnavailableError, InvalidEventError
@@ -30,7 +31,7 @@ from herald.events import (
     validate_event,
 )
 from herald.kafka import close_client, make_producer, request_timeout_ms, start_bounded, unreachable
-from herald.topics import EVENTS_TOPIC
+from herald.topics import EVENTS_TOPIC, TopicError
 
 EventInput = NotificationEvent | Mapping[str, Any]
 Headers = list[tuple[str, bytes]]
@@ -92,12 +93,16 @@ class RecordBuilder:
     def __init__(self, clock: Callable[[], datetime] = _utc_now) -> None:
         self._clock = clock
 
+    def validate(self, event: EventInput) -> NotificationEvent:
+        if isinstance(event, NotificationEvent):
+            return event
+        if "timestamp" not in event:
+            # The SDK stamps publish time so callers need not; the wire format itself requires it.
+            event = {**event, "timestamp": self._clock()}
+        return validate_event(event)
+
     def build(self, event: EventInput) -> OutgoingRecord:
-        if not isinstance(event, NotificationEvent):
-            if "timestamp" not in event:
-                # The SDK stamps publish time so callers need not; the wire format itself requires it.
-                event = {**event, "timestamp": self._clock()}
-            event = validate_event(event)
+        event = self.validate(event)
         value = encode_event(event)
         if len(value) > MAX_EVENT_BYTES:
             # Checked here, not by the broker, so the caller gets the event's fault rather than a Kafka error.
@@ -149,6 +154,7 @@ class RecordSender:
         producer = self._producer
         if producer is None:
             raise RuntimeError("producer is not started: use `async with NotificationProducer()` or start()")
+        started = time.monotonic()
         futures: list[asyncio.Future[Any]] = []
         send = producer.send
         topic = self._topic
@@ -157,22 +163,31 @@ class RecordSender:
             # send() itself by request_timeout_ms, both waiting for metadata and for buffer space.
             for record in records:
                 futures.append(await send(topic, record.value, key=record.key, headers=record.headers))
+        except UnknownTopicOrPartitionError as exc:
+            await self._settle(futures)
+            raise TopicError(
+                f"topic {topic!r} does not exist on {self._settings.kafka_bootstrap}; "
+                "run `herald topics ensure` (or create it)"
+            ) from exc
         except KafkaError as exc:
             await self._settle(futures)
-            raise self._failure(records, futures, exc) from exc
+            raise self._failure(records, futures, exc, started) from exc
         await self._settle(futures)
         failed = [f for f in futures if f.cancelled() or f.exception() is not None]
         if failed:
             errors = [e for f in failed if not f.cancelled() and (e := f.exception()) is not None]
-            raise self._failure(records, futures, errors[0] if errors else "delivery not confirmed in time")
+            cause = errors[0] if errors else "no acknowledgement"
+            raise self._failure(records, futures, cause, started)
         return [self._result(r, f.result()) for r, f in zip(records, futures, strict=True)]
 
     async def _settle(self, futures: Sequence[asyncio.Future[Any]]) -> None:
-        """Wait until every delivery is decided; cancel those still pending after a stall without progress."""
+        """Wait until every delivery is decided; give up on those still pending after a stall."""
         pending = {f for f in futures if not f.done()}
         while pending:
             done, pending = await asyncio.wait(pending, timeout=self.stall_timeout_s)
             if not done:
+                # Cancelling our futures does not recall the records from aiokafka's buffer: they may still
+                # arrive, which is why the error says "not confirmed" rather than "lost".
                 for future in pending:
                     future.cancel()
                 return
@@ -182,16 +197,22 @@ class RecordSender:
         records: Sequence[OutgoingRecord],
         futures: Sequence[asyncio.Future[Any]],
         cause: BaseException | str,
+        started: float,
     ) -> BrokerUnavailableError:
         results: list[PublishResult | None] = [None] * len(records)
         for index, future in enumerate(futures):
             if future.done() and not future.cancelled() and future.exception() is None:
                 results[index] = self._result(records[index], future.result())
-        delivered = sum(r is not None for r in results)
-        reason = unreachable(self._settings, f"publishing to {self._topic}", self.stall_timeout_s, cause)
-        if delivered == 0:
+        confirmed = sum(r is not None for r in results)
+        elapsed_s = round(time.monotonic() - started, 1)
+        reason = unreachable(self._settings, f"publishing to {self._topic}", elapsed_s, cause)
+        if confirmed == 0:
             return BrokerUnavailableError(reason)
-        return PartialPublishError(f"{delivered} of {len(records)} events delivered; {reason}", results)
+        return PartialPublishError(
+            f"{confirmed} of {len(records)} events confirmed, the others not (publish them again: "
+            f"duplicates are removed by eventId); {reason}",
+            results,
+        )
 
     @staticmethod
     def _result(record: OutgoingRecord, metadata: Any) -> PublishResult:
