@@ -103,6 +103,7 @@ class Service(ABC):
         pid = self.pid()
         stale: int | None = None
         if pid is not None and procs.is_our_process(pid, self.marker):
+            self._check_same_port(pid)
             if not self._wait_ready(pid):
                 raise StackError(
                     f"{self.name} (pid {pid}) runs but does not answer on port {self.port}; "
@@ -121,6 +122,15 @@ class Service(ABC):
             state.remove_pid(self.settings, self.name)
             raise StackError(self._not_ready_message(pid))
         return StartResult(self.name, pid, reused=False, cleaned_stale_pid=stale)
+
+    def _check_same_port(self, pid: int) -> None:
+        # A changed HERALD_*_PORT with the old daemon still up would otherwise look like a hung daemon.
+        recorded = state.load_stack_file(self.settings)["services"].get(self.name, {}).get("port")
+        if isinstance(recorded, int) and recorded != self.port:
+            raise StackError(
+                f"{self.name} (pid {pid}) runs on port {recorded} but the settings ask for {self.port}; "
+                f"run `herald stack down` first to move it"
+            )
 
     def _not_ready_message(self, pid: int) -> str:
         why = (
