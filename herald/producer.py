@@ -209,8 +209,8 @@ class RecordSender:
         if confirmed == 0:
             return BrokerUnavailableError(reason)
         return PartialPublishError(
-            f"{confirmed} of {len(records)} events confirmed, the others not (publish them again: "
-            f"duplicates are removed by eventId); {reason}",
+            f"{confirmed} of {len(records)} events confirmed, the others not (re-publishing is safe for "
+            f"events with an eventId: the pipeline deduplicates them); {reason}",
             results,
         )
 
