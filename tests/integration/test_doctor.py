@@ -1,0 +1,63 @@
+"""`herald doctor` via the real CLI: healthy against the stack, a clear and quick failure without Kafka."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from herald.config import Settings
+from herald.doctor import run_checks
+
+pytestmark = pytest.mark.integration
+
+HERALD = str(Path(sys.executable).parent / "herald")
+
+
+def run_doctor(**env: str) -> subprocess.CompletedProcess[str]:
+    # A wide terminal keeps Rich from folding the lines the assertions look for.
+    full_env = {**os.environ, "COLUMNS": "250", **env}
+    return subprocess.run(
+        [HERALD, "doctor"], capture_output=True, text=True, env=full_env, timeout=60, check=False
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_checks_pass_against_the_stack(settings: Settings) -> None:
+    results = await run_checks(settings)
+    assert {r.name for r in results} == {"kafka", "topics", "redis", "ray"}
+    failed = [r for r in results if not r.ok]
+    # Topics may legitimately be missing on a fresh stack; everything else must be healthy.
+    assert [r.name for r in failed if r.name != "topics"] == [], failed
+
+
+def test_cli_healthy_with_the_stack_up(settings: Settings) -> None:
+    subprocess.run([HERALD, "topics", "ensure"], capture_output=True, timeout=60, check=False)
+    result = run_doctor()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    assert "AOF on" in result.stdout
+
+
+def test_cli_reports_an_absent_broker_quickly() -> None:
+    port = closed_port()
+    started = time.monotonic()
+    result = run_doctor(HERALD_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    kafka_line = next(line for line in result.stdout.splitlines() if "│ kafka" in line)
+    assert "FAIL" in kafka_line
+    assert f"Kafka at 127.0.0.1:{port} unreachable" in kafka_line
+    assert "herald stack up" in kafka_line
+    assert "Traceback" not in result.stderr
+    assert elapsed < 10, f"doctor took {elapsed:.1f}s"
