@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     aggregators: PositiveInt | None = None
     delivery_actors: PositiveInt | None = None
     reader_max_records: PositiveInt = 2000
-    reader_max_inflight_batches: PositiveInt = 4
+    outbox_shards: PositiveInt = 8
     inbox_capacity: PositiveInt = 500
     dedup_horizon_s: PositiveInt = 8 * 24 * 3600
     late_allowance_s: int = Field(default=60, ge=0)

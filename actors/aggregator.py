@@ -1,0 +1,62 @@
+"""AggregatorActor: hosts the users of some shards; forwards batches to herald.applier.Aggregator."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from herald.applier import Aggregator, ApplyReport
+from herald.config import Settings
+from herald.events import NotificationEvent
+from herald.store_redis import RedisStore
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class AggregatorActor:
+    def __init__(self, settings: Settings, index: int, delivery_channels: tuple[str, ...]) -> None:
+        # Nothing here touches the network: the Redis client connects on first use.
+        self._index = index
+        self._store = RedisStore.from_url(
+            settings.redis_url,
+            inbox_capacity=settings.inbox_capacity,
+            dedup_horizon_ms=settings.dedup_horizon_s * 1000,
+            outbox_shards=settings.outbox_shards,
+        )
+        self._aggregator = Aggregator(
+            self._store,
+            clock_ms=wall_clock_ms,
+            late_allowance_ms=settings.late_allowance_s * 1000,
+            delivery_channels=delivery_channels,
+        )
+        self._totals = ApplyReport()
+        self._batches = 0
+
+    async def apply(self, events: list[NotificationEvent]) -> dict[str, Any]:
+        """Apply one batch; returns counters and the (eventId, reason) of events the domain rejected."""
+        report = await self._aggregator.apply(events)
+        self._batches += 1
+        rejected = [(e.event_id, reason) for e, reason in report.rejected]
+        report.rejected = []
+        self._totals.merge(report)
+        return {
+            "applied": report.applied,
+            "duplicates": report.duplicates,
+            "changed": report.notifications_changed,
+            "rejected": rejected,
+        }
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "actor": f"aggregator-{self._index}",
+            "ok": True,
+            "pid": os.getpid(),
+            "batches": self._batches,
+            "applied": self._totals.applied,
+            "duplicates": self._totals.duplicates,
+            "notifications_changed": self._totals.notifications_changed,
+            "conflicts_retried": self._totals.conflicts_retried,
+        }

@@ -1,0 +1,26 @@
+"""Every Ray option of every Herald actor, in one place: restarts, CPUs, concurrency groups, placement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from actors.aggregator import AggregatorActor
+from actors.delivery import DeliveryActor
+from actors.reader import ReaderActor
+
+NAMESPACE = "herald"
+# Loops that never return run in a group of their own so health and drain calls still get through.
+LOOP_GROUP = "loop"
+
+_RESTARTING: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "num_cpus": 0}
+
+Reader = ray.remote(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(ReaderActor)
+Aggregator = ray.remote(max_concurrency=16, **_RESTARTING)(AggregatorActor)
+Delivery = ray.remote(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(DeliveryActor)
+
+
+def start_loop(actor: Any) -> Any:
+    """Start an actor's long-running `run` in its loop concurrency group."""
+    return actor.run.options(concurrency_group=LOOP_GROUP).remote()

@@ -1,0 +1,1 @@
+"""Delivery channels: providers behind one interface (base.ChannelProvider)."""

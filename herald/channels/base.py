@@ -1,0 +1,109 @@
+"""The channel provider template: the base owns retries with backoff, serialization and the outcome record;
+a provider implements `send` (and `start`/`close` when it holds a connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from herald.errors import DeliveryError
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    """One outbox entry: deliver `payload` (a notification body) to `user_id` over the provider's channel."""
+
+    delivery_id: str
+    user_id: str
+    payload: dict[str, Any]
+    attempts_before: int = 0  # deliveries tried by earlier owners of this entry (a reclaimed entry)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay_s: float = 0.2
+    max_delay_s: float = 10.0
+
+    def delay_s(self, attempt: int, retry_after_s: float | None, rng: Callable[[], float]) -> float:
+        """Exponential backoff with full jitter; a provider's retry-after wins when it asks for longer."""
+        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * rng()
+        return max(backoff, retry_after_s or 0.0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: str
+    user_id: str
+    channel: str
+    delivered: bool
+    attempts: int
+    latency_ms: float
+    error: str | None = None
+
+    def receipt(self) -> dict[str, Any]:
+        return {
+            "deliveryId": self.delivery_id,
+            "userId": self.user_id,
+            "channel": self.channel,
+            "status": "DELIVERED" if self.delivered else "FAILED",
+            "attempts": self.attempts,
+            "latencyMs": round(self.latency_ms, 3),
+            "error": self.error,
+        }
+
+
+class ChannelProvider(ABC):
+    channel: ClassVar[str]
+
+    def __init__(
+        self,
+        policy: RetryPolicy | None = None,
+        *,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng
+
+    async def start(self) -> None:
+        """Open connections; the default provider holds none."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    @abstractmethod
+    async def send(self, job: DeliveryJob) -> None:
+        """Deliver once; raise DeliveryError(retriable=...) on failure."""
+
+    async def deliver(self, job: DeliveryJob) -> Outcome:
+        """Send with the retry policy; never raises for delivery failures, it reports them."""
+        started = time.perf_counter()
+        attempt = job.attempts_before
+        while True:
+            attempt += 1
+            try:
+                await self.send(job)
+            except DeliveryError as exc:
+                if not exc.retriable or attempt >= self.policy.max_attempts:
+                    return self._outcome(job, started, attempt, error=exc.reason)
+                await self._sleep(self.policy.delay_s(attempt, exc.retry_after_s, self._rng))
+            else:
+                return self._outcome(job, started, attempt)
+
+    def _outcome(self, job: DeliveryJob, started: float, attempts: int, error: str | None = None) -> Outcome:
+        return Outcome(
+            delivery_id=job.delivery_id,
+            user_id=job.user_id,
+            channel=self.channel,
+            delivered=error is None,
+            attempts=attempts,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error=error,
+        )

@@ -1,0 +1,93 @@
+"""Turns a fetched Kafka batch into per-aggregator work: decode and validate, route users to shards,
+and the offsets that become safe to commit once every part of the batch is done."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from herald.errors import InvalidEventError
+from herald.events import NotificationEvent, decode_event, derive_event_id
+from herald.keys import stable_hash
+
+
+class KafkaRecord(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that goes to the dead-letter topic, with why."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+
+
+@dataclass
+class RoutedBatch:
+    per_actor: dict[int, list[NotificationEvent]] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+    commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
+    coordinates: dict[str, tuple[str, int, int, bytes | None, bytes | None]] = field(default_factory=dict)
+
+    @property
+    def event_count(self) -> int:
+        return sum(len(v) for v in self.per_actor.values())
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    return stable_hash(user_id) % shards
+
+
+def actor_of_shard(shard: int, actors: int) -> int:
+    return shard % actors
+
+
+def route(records: Iterable[KafkaRecord], *, shards: int, actors: int) -> RoutedBatch:
+    """Records must come in offset order per partition; the order is kept within each actor's list."""
+    batch = RoutedBatch()
+    for record in records:
+        tp = (record.topic, record.partition)
+        batch.commit_offsets[tp] = max(batch.commit_offsets.get(tp, 0), record.offset + 1)
+        try:
+            if record.value is None:
+                raise InvalidEventError("record has no value (tombstone)")
+            event = decode_event(
+                record.value, fallback_event_id=derive_event_id(record.topic, record.partition, record.offset)
+            )
+        except InvalidEventError as exc:
+            batch.rejected.append(
+                Rejected(record.topic, record.partition, record.offset, record.key, record.value, str(exc))
+            )
+            continue
+        actor = actor_of_shard(shard_of(event.user_id, shards), actors)
+        batch.per_actor.setdefault(actor, []).append(event)
+        if event.event_id is not None:
+            batch.coordinates[event.event_id] = (
+                record.topic, record.partition, record.offset, record.key, record.value
+            )
+    return batch
+
+
+def dlq_headers(rejected: Rejected, *, stage: str) -> list[tuple[str, bytes]]:
+    return [
+        ("herald-dlq-reason", rejected.reason.encode()[:4000]),
+        ("herald-dlq-stage", stage.encode()),
+        ("herald-source-topic", rejected.topic.encode()),
+        ("herald-source-partition", str(rejected.partition).encode()),
+        ("herald-source-offset", str(rejected.offset).encode()),
+    ]
+
+
+def summarize(batch: RoutedBatch) -> dict[str, Any]:
+    return {"events": batch.event_count, "rejected": len(batch.rejected), "partitions": len(batch.commit_offsets)}

@@ -1,0 +1,185 @@
+"""The Herald driver: connects to Ray, ensures the topics, places the actor graph and supervises it.
+
+Run it as `python pipeline.py` or `herald run`; SIGTERM or Ctrl-C drains it: readers stop polling, finish the
+batch in flight and commit, delivery pools stop, then the driver exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import ray
+
+from actors.factory import NAMESPACE, Aggregator, Delivery, Reader, start_loop
+from herald.config import Settings, load_settings
+from herald.topics import ensure_topics
+
+log = logging.getLogger("herald.pipeline")
+
+DELIVERY_CHANNELS = ("IN_APP",)
+DRAIN_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Topology:
+    readers: int
+    aggregators: int
+    delivery_actors: int
+
+
+def plan_topology(settings: Settings, *, cpus: int, partitions: int) -> Topology:
+    """Sizes from settings, else from the cluster: readers never outnumber partitions."""
+    half = max(1, cpus // 2)
+    return Topology(
+        readers=min(partitions, settings.readers or max(2, half)),
+        aggregators=settings.aggregators or max(2, half),
+        delivery_actors=settings.delivery_actors or max(1, cpus // 4),
+    )
+
+
+def connect_ray(settings: Settings) -> None:
+    if ray.is_initialized():
+        return
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
+    else:
+        # "local" starts a private runtime even when another Ray instance runs on this machine.
+        ray.init(
+            address="local",
+            namespace=NAMESPACE,
+            num_cpus=settings.ray_num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+
+
+class Pipeline:
+    def __init__(self, settings: Settings | None = None, *, name: str | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.name = name or f"herald-{uuid.uuid4().hex[:6]}"
+        self.aggregators: list[Any] = []
+        self.readers: list[Any] = []
+        self.delivery: list[Any] = []
+        self._loops: dict[Any, tuple[str, Any]] = {}
+        self._stop_requested = False
+        self.topology: Topology | None = None
+        self._generation = 0
+
+    def start(self) -> Pipeline:
+        self._stop_requested = False
+        self._generation += 1
+        prefix = f"{self.name}-g{self._generation}"
+        connect_ray(self.settings)
+        asyncio.run(ensure_topics(self.settings))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)
+        log.info("starting %s with %s", self.name, self.topology)
+        self.aggregators = [
+            Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(self.settings, i, DELIVERY_CHANNELS)
+            for i in range(self.topology.aggregators)
+        ]
+        self.readers = [
+            Reader.options(name=f"{prefix}-reader-{i}").remote(self.settings, i, self.aggregators)
+            for i in range(self.topology.readers)
+        ]
+        self.delivery = [
+            Delivery.options(name=f"{prefix}-delivery-{c.lower()}-{i}").remote(self.settings, c, i)
+            for c in DELIVERY_CHANNELS
+            for i in range(self.topology.delivery_actors)
+        ]
+        for kind, actors in (("reader", self.readers), ("delivery", self.delivery)):
+            for actor in actors:
+                self._loops[start_loop(actor)] = (kind, actor)
+        return self
+
+    def supervise_once(self, timeout_s: float = 1.0) -> None:
+        """Restart any loop that ended with an error (its actor was restarted by Ray, the loop was not)."""
+        if not self._loops:
+            return
+        done, _ = ray.wait(list(self._loops), num_returns=len(self._loops), timeout=timeout_s)
+        for ref in done:
+            kind, actor = self._loops.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - any failure of a loop means restart it
+                log.warning("%s loop failed (%s); restarting it", kind, exc)
+                self._loops[start_loop(actor)] = (kind, actor)
+                continue
+            if not self._stop_requested:
+                log.warning("%s loop returned without a drain; restarting it", kind)
+                self._loops[start_loop(actor)] = (kind, actor)
+
+    def supervise_in_background(self, interval_s: float = 0.5) -> threading.Event:
+        """Supervise from a daemon thread (tests, the demo); set the returned event to stop it."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set() and not self._stop_requested:
+                self.supervise_once(interval_s)
+
+        threading.Thread(target=loop, name=f"{self.name}-supervisor", daemon=True).start()
+        return stop
+
+    def status(self, timeout_s: float = 10.0) -> dict[str, list[dict[str, Any]]]:
+        groups = {"readers": self.readers, "aggregators": self.aggregators, "delivery": self.delivery}
+        result: dict[str, list[dict[str, Any]]] = {}
+        for group, actors in groups.items():
+            result[group] = []
+            for actor in actors:
+                try:
+                    result[group].append(ray.get(actor.health.remote(), timeout=timeout_s))
+                except Exception as exc:  # noqa: BLE001 - a status call reports, it does not fail
+                    result[group].append({"ok": False, "error": str(exc)})
+        return result
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop_requested = True
+
+    def run_forever(self, *, seconds: float | None = None) -> None:
+        """Supervise until SIGTERM/SIGINT (or `seconds`), then drain."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        deadline = None if seconds is None else time.monotonic() + seconds
+        try:
+            while not self._stop_requested and (deadline is None or time.monotonic() < deadline):
+                self.supervise_once(1.0)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.drain()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: draining", signum)
+        self._stop_requested = True
+
+    def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Stop polling, let in-flight batches finish and commit, stop delivery, then release the actors."""
+        self._stop_requested = True
+        ray.get([r.drain.remote() for r in self.readers], timeout=timeout_s)
+        reader_loops = [ref for ref, (kind, _) in self._loops.items() if kind == "reader"]
+        ray.wait(reader_loops, num_returns=len(reader_loops), timeout=timeout_s)
+        ray.get([d.drain.remote() for d in self.delivery], timeout=timeout_s)
+        ray.wait(list(self._loops), num_returns=len(self._loops), timeout=timeout_s)
+        self._loops.clear()
+        for actor in [*self.readers, *self.delivery, *self.aggregators]:
+            ray.kill(actor, no_restart=True)
+        self.readers, self.delivery, self.aggregators = [], [], []
+
+
+def main(seconds: float | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pipeline = Pipeline().start()
+    log.info("pipeline %s running; Ctrl-C or SIGTERM drains it", pipeline.name)
+    pipeline.run_forever(seconds=seconds)
+    log.info("pipeline %s drained", pipeline.name)
+
+
+if __name__ == "__main__":
+    main()
