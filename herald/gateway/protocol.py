@@ -58,6 +58,8 @@ def parse_connect_auth(auth: Any) -> ConnectAuth:
 
 def parse_mark_read(args: tuple[Any, ...], *, max_ids: int) -> MarkReadRequest:
     payload = _single(args)
+    if payload is None:
+        raise ProtocolError("mark_read needs a payload {ids: [string, ...]}")
     try:
         request = MarkReadRequest.model_validate(payload)
     except ValidationError as exc:
