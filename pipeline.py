@@ -79,7 +79,8 @@ class Pipeline:
         prefix = f"{self.name}-g{self._generation}"
         connect_ray(self.settings)
         asyncio.run(ensure_topics(self.settings))
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        cpus = int(resources.get("CPU", 1))
         self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)
         log.info("starting %s with %s", self.name, self.topology)
         self.aggregators = [

@@ -14,11 +14,14 @@ NAMESPACE = "herald"
 # Loops that never return run in a group of their own so health and drain calls still get through.
 LOOP_GROUP = "loop"
 
+# Ray's type stubs know only the options common to tasks and actors, not concurrency_groups or max_concurrency.
+_actor: Any = ray.remote
+
 _RESTARTING: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "num_cpus": 0}
 
-Reader = ray.remote(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(ReaderActor)
-Aggregator = ray.remote(max_concurrency=16, **_RESTARTING)(AggregatorActor)
-Delivery = ray.remote(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(DeliveryActor)
+Reader = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(ReaderActor)
+Aggregator = _actor(max_concurrency=16, **_RESTARTING)(AggregatorActor)
+Delivery = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(DeliveryActor)
 
 
 def start_loop(actor: Any) -> Any:

@@ -24,9 +24,7 @@ class GatewayActor:
         """Serve on the configured port (or the one given at construction); returns the bound port."""
         if self._gateway is not None and self._bound_port is not None:
             return self._bound_port
-        self._store = RedisStore.from_url(
-            self._settings.redis_url, inbox_capacity=self._settings.inbox_capacity
-        )
+        self._store = RedisStore.from_url(self._settings.redis_url, inbox_capacity=self._settings.inbox_capacity)
         self._gateway = Gateway(self._settings, self._store)
         self._bound_port = await self._gateway.serve(port=self._port)
         return self._bound_port

@@ -8,9 +8,9 @@ the whole batch is applied or dead-lettered.
 
 from __future__ import annotations
 
-import os
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,9 +129,7 @@ class ReaderActor:
 
     async def _dead_letter(self, rejected: list[Rejected], *, stage: str) -> None:
         futures = [
-            await self._producer.send(
-                DLQ_TOPIC, r.value or b"", key=r.key, headers=dlq_headers(r, stage=stage)
-            )
+            await self._producer.send(DLQ_TOPIC, r.value or b"", key=r.key, headers=dlq_headers(r, stage=stage))
             for r in rejected
         ]
         for future in futures:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -22,6 +22,7 @@ from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
 
 log = logging.getLogger(__name__)
 
+Entry = tuple[str, str, dict[str, str], int]  # stream, entry id, fields, deliveries tried before
 OutcomeSink = Callable[[Sequence[tuple[Outcome, DeliveryJob]]], Awaitable[None]]
 
 
@@ -103,7 +104,10 @@ class OutboxWorker:
         except RedisError as exc:
             await self._note_redis_error(exc)
             return 0
-        entries = [(stream, entry_id, fields, 0) for stream, items in replies or [] for entry_id, fields in items]
+        streams = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], replies or [])
+        entries: list[Entry] = [
+            (stream, entry_id, fields, 0) for stream, items in streams for entry_id, fields in items
+        ]
         await self._deliver(entries)
         return len(entries)
 
@@ -111,9 +115,10 @@ class OutboxWorker:
         """Take over entries a dead or stuck consumer left pending; they keep their attempt count."""
         for stream in self._streams:
             try:
-                _next, claimed, _deleted = await self._redis.xautoclaim(
+                reply = await self._redis.xautoclaim(
                     stream, keys.OUTBOX_GROUP, self._consumer, self._reclaim_idle_ms, "0-0", count=self._batch_size
                 )
+                claimed = cast(list[tuple[str, dict[str, str]]], reply[1])
                 if not claimed:
                     continue
                 counts = await self._delivery_counts(stream, [entry_id for entry_id, _ in claimed])
@@ -129,13 +134,13 @@ class OutboxWorker:
         pending = await self._redis.xpending_range(
             stream, keys.OUTBOX_GROUP, min=ids[0], max=ids[-1], count=len(ids) * 2, consumername=self._consumer
         )
-        return {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        return {str(p["message_id"]): int(p["times_delivered"]) for p in cast(list[dict[str, Any]], pending)}
 
-    async def _deliver(self, entries: list[tuple[str, str, dict[str, str], int]]) -> None:
+    async def _deliver(self, entries: list[Entry]) -> None:
         if not entries:
             return
 
-        async def one(entry: tuple[str, str, dict[str, str], int]) -> tuple[Outcome, DeliveryJob]:
+        async def one(entry: Entry) -> tuple[Outcome, DeliveryJob]:
             _stream, _entry_id, fields, attempts_before = entry
             job = DeliveryJob(
                 delivery_id=fields["id"],
@@ -156,7 +161,7 @@ class OutboxWorker:
                 self.stats.failed += 1
         await self._acknowledge(entries)
 
-    async def _acknowledge(self, entries: list[tuple[str, str, dict[str, str], int]]) -> None:
+    async def _acknowledge(self, entries: list[Entry]) -> None:
         by_stream: dict[str, list[str]] = {}
         for stream, entry_id, _fields, _ in entries:
             by_stream.setdefault(stream, []).append(entry_id)

@@ -74,7 +74,11 @@ def route(records: Iterable[KafkaRecord], *, shards: int, actors: int) -> Routed
         batch.per_actor.setdefault(actor, []).append(event)
         if event.event_id is not None:
             batch.coordinates[event.event_id] = (
-                record.topic, record.partition, record.offset, record.key, record.value
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
             )
     return batch
 

@@ -57,9 +57,10 @@ class UserChange:
 
     @property
     def is_empty(self) -> bool:
-        return not (
-            self.seen_event_ids or self.groups or self.notifications or self.read_ids or self.deleted_ids
-        ) and self.preferences is None
+        return (
+            not (self.seen_event_ids or self.groups or self.notifications or self.read_ids or self.deleted_ids)
+            and self.preferences is None
+        )
 
 
 class InboxStore(Protocol):

@@ -37,9 +37,7 @@ class MemoryStore:
         for query in queries:
             user = self._user(query.user_id)
             groups = {
-                key: user.groups[key][0]
-                for key in query.group_keys
-                if key in user.groups and user.groups[key][1] > now
+                key: user.groups[key][0] for key in query.group_keys if key in user.groups and user.groups[key][1] > now
             }
             seen = frozenset(e for e in query.event_ids if e in user.seen)
             snapshots.append(UserSnapshot(query.user_id, user.seq, seen, groups))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -130,12 +130,17 @@ class RedisStore:
         ]
 
     async def notifications_after(self, user_id: str, cursor: int, limit: int) -> list[dict[str, Any]]:
-        ids = await self._redis.zrangebyscore(keys.inbox_key(user_id), f"({cursor}", "+inf", start=0, num=limit)
+        ids = cast(
+            list[str],
+            await self._redis.zrangebyscore(keys.inbox_key(user_id), f"({cursor}", "+inf", start=0, num=limit),
+        )
         return await self._views(user_id, ids)
 
     async def notifications_before(self, user_id: str, cursor: int | None, limit: int) -> list[dict[str, Any]]:
         upper = "+inf" if cursor is None else f"({cursor}"
-        ids = await self._redis.zrevrangebyscore(keys.inbox_key(user_id), upper, "-inf", start=0, num=limit)
+        ids = cast(
+            list[str], await self._redis.zrevrangebyscore(keys.inbox_key(user_id), upper, "-inf", start=0, num=limit)
+        )
         return await self._views(user_id, ids)
 
     async def unread_count(self, user_id: str) -> int:

@@ -32,7 +32,7 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int, retry_after_s: float | None, rng: Callable[[], float]) -> float:
         """Exponential backoff with full jitter; a provider's retry-after wins when it asks for longer."""
-        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * rng()
+        backoff: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1)) * rng()
         return max(backoff, retry_after_s or 0.0)
 
 
@@ -74,9 +74,11 @@ class ChannelProvider(ABC):
 
     async def start(self) -> None:
         """Open connections; the default provider holds none."""
+        return
 
     async def close(self) -> None:
         """Release connections."""
+        return
 
     @abstractmethod
     async def send(self, job: DeliveryJob) -> None:

@@ -20,7 +20,7 @@ class _StrictRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio logs a failed publish and carries on; a delivery must know, so this one raises."""
 
     async def _publish(self, data: Any) -> Any:
-        if not self.connected:
+        if not self.connected:  # type: ignore[has-type]
             self._redis_connect()
         try:
             return await self.redis.publish(self.channel, self.json.dumps(data))

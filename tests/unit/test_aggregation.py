@@ -8,8 +8,8 @@ import pytest
 
 from herald.aggregation import DEFAULT_RULES, render_text, window_accepts
 from herald.applier import Aggregator
-from herald.store_memory import MemoryStore
 from herald.events import NotificationEvent
+from herald.store_memory import MemoryStore
 from tests.support.events import BASE_TIME, event_dict, make_event
 
 NOW_MS = int(BASE_TIME.timestamp() * 1000)
@@ -186,9 +186,7 @@ async def test_group_expires_by_clock(aggregator: Aggregator, store: MemoryStore
     assert len(store.snapshot_of("user123")) == 2
 
 
-async def test_channels_without_delivery_pool_get_no_outbox_entry(
-    aggregator: Aggregator, store: MemoryStore
-) -> None:
+async def test_channels_without_delivery_pool_get_no_outbox_entry(aggregator: Aggregator, store: MemoryStore) -> None:
     await aggregator.apply([make_event(channels=("IN_APP", "EMAIL", "PUSH"))])
     assert sorted(e.channel for _, e in store.outbox) == ["IN_APP", "PUSH"]
 

@@ -37,12 +37,19 @@ async def test_windows_rules_and_texts(
         event_dict(user_id, actor="u44", actor_name="Mike", target="p1", at=five_min_one_s),
         # POST_COMMENTED: 10 minute window.
         event_dict(user_id, kind="POST_COMMENTED", actor="u42", actor_name="John", target="p2"),
-        event_dict(user_id, kind="POST_COMMENTED", actor="u43", actor_name="Sarah", target="p2",
-                   at=timedelta(minutes=9)),
+        event_dict(
+            user_id, kind="POST_COMMENTED", actor="u43", actor_name="Sarah", target="p2", at=timedelta(minutes=9)
+        ),
         # USER_FOLLOWED: one hour window, target is the user.
         *[
-            event_dict(user_id, kind="USER_FOLLOWED", actor=f"f{i}", actor_name=f"F{i}", target=user_id,
-                       at=timedelta(minutes=10 * i))
+            event_dict(
+                user_id,
+                kind="USER_FOLLOWED",
+                actor=f"f{i}",
+                actor_name=f"F{i}",
+                target=user_id,
+                at=timedelta(minutes=10 * i),
+            )
             for i in range(4)
         ],
         # A type without a rule: one notification per event, with its own message.
