@@ -65,7 +65,9 @@ async def run_sdk(settings: Settings, topic: str, events: list[NotificationEvent
         return time.perf_counter() - started
 
 
-async def run_plain(settings: Settings, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> float:
+async def run_plain(
+    settings: Settings, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+) -> float:
     producer = make_producer(settings)
     await start_bounded(producer, settings, "bench plain producer")
     try:
