@@ -38,9 +38,7 @@ def doctor_timeout_s(settings: Settings) -> float:
 
 async def run_checks(settings: Settings) -> list[CheckResult]:
     """All checks, concurrently; Kafka yields two results (broker, topics)."""
-    kafka, redis_result, ray = await asyncio.gather(
-        check_kafka(settings), check_redis(settings), check_ray(settings)
-    )
+    kafka, redis_result, ray = await asyncio.gather(check_kafka(settings), check_redis(settings), check_ray(settings))
     return [*kafka, redis_result, ray]
 
 
@@ -84,17 +82,13 @@ def _describe_cluster(settings: Settings, cluster: dict[str, Any]) -> str:
 
 async def check_redis(settings: Settings) -> CheckResult:
     timeout_s = doctor_timeout_s(settings)
-    client = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
-    )
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         await asyncio.wait_for(client.ping(), timeout=timeout_s)
         persistence = await asyncio.wait_for(client.info("persistence"), timeout=timeout_s)
         server = await asyncio.wait_for(client.info("server"), timeout=timeout_s)
     except (RedisError, OSError, TimeoutError) as exc:
-        detail = (
-            f"Redis at {_redact(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
-        )
+        detail = f"Redis at {_redact(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
         return CheckResult("redis", False, detail, REDIS_FIX)
     finally:
         await client.aclose()
@@ -118,9 +112,7 @@ async def check_ray(settings: Settings) -> CheckResult:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=timeout_s)
     except (OSError, TimeoutError) as exc:
         detail = f"Ray at {host}:{port} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
-        return CheckResult(
-            "ray", False, detail, "start Ray (`herald stack up --with-ray` or `ray start --head`)"
-        )
+        return CheckResult("ray", False, detail, "start Ray (`herald stack up --with-ray` or `ray start --head`)")
     writer.close()
     await writer.wait_closed()
     return CheckResult("ray", True, f"Ray at {host}:{port} accepts connections")

@@ -106,9 +106,7 @@ class RecordBuilder:
         value = encode_event(event)
         if len(value) > MAX_EVENT_BYTES:
             # Checked here, not by the broker, so the caller gets the event's fault rather than a Kafka error.
-            raise InvalidEventError(
-                f"encoded event is {len(value)} bytes, more than the limit of {MAX_EVENT_BYTES}"
-            )
+            raise InvalidEventError(f"encoded event is {len(value)} bytes, more than the limit of {MAX_EVENT_BYTES}")
         return OutgoingRecord(event.user_id.encode(), value, _HEADERS[event.type], event.event_id)
 
     def build_all(self, events: Iterable[EventInput]) -> list[OutgoingRecord]:
@@ -270,9 +268,7 @@ class NotificationProducer:
 class SyncNotificationProducer:
     """Blocking facade for code without an event loop: a NotificationProducer on a private loop thread."""
 
-    def __init__(
-        self, settings: Settings | None = None, *, topic: str = EVENTS_TOPIC, **overrides: Any
-    ) -> None:
+    def __init__(self, settings: Settings | None = None, *, topic: str = EVENTS_TOPIC, **overrides: Any) -> None:
         self._settings = settings if settings is not None else load_settings()
         self._topic = topic
         self._overrides = overrides

@@ -103,15 +103,11 @@ async def ensure_topics(
         created = await _create(admin, missing, replication_factor) if missing else set()
         reports = await inspect_topics(admin, specs)
     except KafkaError as exc:
-        raise BrokerUnavailableError(
-            unreachable(settings, "ensuring topics", settings.connect_timeout_s, exc)
-        ) from exc
+        raise BrokerUnavailableError(unreachable(settings, "ensuring topics", settings.connect_timeout_s, exc)) from exc
     finally:
         await close_client(admin)
     return [
-        TopicReport(r.name, TopicStatus.CREATED, r.partitions, r.configs, r.differences)
-        if r.name in created
-        else r
+        TopicReport(r.name, TopicStatus.CREATED, r.partitions, r.configs, r.differences) if r.name in created else r
         for r in reports
     ]
 
@@ -133,9 +129,7 @@ async def describe_topics(
         await close_client(admin)
 
 
-async def _create(
-    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], replication_factor: int
-) -> set[str]:
+async def _create(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], replication_factor: int) -> set[str]:
     """Create topics; errors come back in the response (not raised), a concurrent creator is not an error."""
     response = await admin.create_topics(
         [NewTopic(s.name, s.partitions, replication_factor, topic_configs=dict(s.configs)) for s in specs]

@@ -75,9 +75,7 @@ def validate_all(events: list[SourcedEvent], builder: RecordBuilder) -> list[Not
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
         more = len(problems) - len(shown)
-        summary = f"{len(problems)} of {len(events)} events invalid, nothing published:\n  " + "\n  ".join(
-            shown
-        )
+        summary = f"{len(problems)} of {len(events)} events invalid, nothing published:\n  " + "\n  ".join(shown)
         raise InvalidEventError(summary + (f"\n  ... and {more} more" if more else ""))
     return valid
 
@@ -114,18 +112,14 @@ def _print_summary(results: list[PublishResult], topic: str) -> None:
     spread = ", ".join(f"p{p}: {n}" for p, n in sorted(by_partition.items()))
     console.print(f"[green]published {len(results)} event(s)[/] to {topic} ({spread})", highlight=False)
     for result in results[:10]:
-        console.print(
-            f"  {result.event_id}  partition {result.partition} offset {result.offset}", highlight=False
-        )
+        console.print(f"  {result.event_id}  partition {result.partition} offset {result.offset}", highlight=False)
     if len(results) > 10:
         console.print(f"  ... and {len(results) - 10} more", highlight=False)
 
 
 def publish(
     *,
-    user: Annotated[
-        str | None, typer.Option("--user", "-u", help="Recipient userId (single-event mode).")
-    ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Recipient userId (single-event mode).")] = None,
     notification_type: Annotated[
         str | None, typer.Option("--type", "-t", help="Notification type, e.g. POST_LIKED.")
     ] = None,
@@ -154,9 +148,7 @@ def publish(
             sourced = read_events(text)
         elif user is not None:
             if event_type is EventType.NOTIFICATION_CREATED and notification_type is None:
-                raise InvalidEventError(
-                    "--type is required for NOTIFICATION_CREATED", field="notification.type"
-                )
+                raise InvalidEventError("--type is required for NOTIFICATION_CREATED", field="notification.type")
             options = {
                 "actor": actor,
                 "actor_name": actor_name,

@@ -19,9 +19,7 @@ from herald.topics import TopicReport, TopicStatus, describe_topics, ensure_topi
 
 console = Console()
 err_console = Console(stderr=True)
-topics_app = typer.Typer(
-    help="Create and check Herald's Kafka topics (DESIGN section 9).", no_args_is_help=True
-)
+topics_app = typer.Typer(help="Create and check Herald's Kafka topics (DESIGN section 9).", no_args_is_help=True)
 
 _STATUS_STYLE = {TopicStatus.CREATED: "cyan", TopicStatus.OK: "green", TopicStatus.DIFFERS: "red"}
 
@@ -44,9 +42,7 @@ def _topics_table(title: str, reports: list[TopicReport]) -> Table:
     for r in reports:
         configs = ", ".join(f"{k}={v}" for k, v in r.configs.items())
         style = _STATUS_STYLE[r.status]
-        table.add_row(
-            r.name, f"[{style}]{r.status.value}[/]", str(r.partitions), configs, "\n".join(r.differences)
-        )
+        table.add_row(r.name, f"[{style}]{r.status.value}[/]", str(r.partitions), configs, "\n".join(r.differences))
     return table
 
 

@@ -70,9 +70,7 @@ async def fresh_topic(admin: AIOKafkaAdminClient) -> AsyncIterator[TopicFactory]
     """Create uniquely named topics for one test; deleted afterwards."""
     created: list[str] = []
 
-    async def factory(
-        prefix: str = "test", partitions: int = 3, configs: dict[str, str] | None = None
-    ) -> str:
+    async def factory(prefix: str = "test", partitions: int = 3, configs: dict[str, str] | None = None) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
         response = await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
         errors = [e for e in response.to_object()["topic_errors"] if e["error_code"] != 0]

@@ -22,9 +22,7 @@ HERALD = str(Path(sys.executable).parent / "herald")
 def run_doctor(**env: str) -> subprocess.CompletedProcess[str]:
     # A wide terminal keeps Rich from folding the lines the assertions look for.
     full_env = {**os.environ, "COLUMNS": "250", **env}
-    return subprocess.run(
-        [HERALD, "doctor"], capture_output=True, text=True, env=full_env, timeout=60, check=False
-    )
+    return subprocess.run([HERALD, "doctor"], capture_output=True, text=True, env=full_env, timeout=60, check=False)
 
 
 def closed_port() -> int:

@@ -57,11 +57,9 @@ async def test_publish_reaches_a_plain_consumer_intact(
         "herald-event-type": b"NOTIFICATION_CREATED",
         "herald-schema": SCHEMA_VERSION.encode(),
     }
-    assert orjson.loads(record.value) == event(user, eventId="e-1", tenant="acme") | {
-        "priority": "NORMAL"
-    } | {"metadata": {}} | {
-        "notification": {"type": "POST_LIKED", "actor": {"id": "u42", "name": "John"}, "data": {}}
-    }
+    assert orjson.loads(record.value) == event(user, eventId="e-1", tenant="acme") | {"priority": "NORMAL"} | {
+        "metadata": {}
+    } | {"notification": {"type": "POST_LIKED", "actor": {"id": "u42", "name": "John"}, "data": {}}}
     assert decode_event(record.value).user_id == user
 
 

@@ -37,14 +37,10 @@ def rsa_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("keys")
     private, public = directory / "private.pem", directory / "public.pem"
     private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return private, public
 
@@ -107,9 +103,7 @@ def test_algorithm_confusion_rejected(rs_settings: Settings, rsa_files: tuple[Pa
         + b"."
         + base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
     )
-    signature = base64.urlsafe_b64encode(hmac.new(public_pem, signing_input, hashlib.sha256).digest()).rstrip(
-        b"="
-    )
+    signature = base64.urlsafe_b64encode(hmac.new(public_pem, signing_input, hashlib.sha256).digest()).rstrip(b"=")
     with pytest.raises(AuthError, match="algorithm"):
         verify_token(rs_settings, (signing_input + b"." + signature).decode())
 
