@@ -31,10 +31,12 @@
     }
   }
 
-  function merge(body) {
+  function merge(body, live) {
     if (!body || typeof body.id !== "string" || typeof body.version !== "number") return false;
     const known = items.get(body.id);
     if (known && known.version >= body.version) return false;
+    // The store marks every new version unread again; count it until the server's next unread_count.
+    if (live && !body.read && (!known || known.read)) setBadge(badgeCount() + 1);
     items.set(body.id, body);
     remember(body.cursor);
     return true;
@@ -44,6 +46,10 @@
     const el = $("status");
     el.dataset.state = state;
     el.textContent = text;
+  }
+
+  function badgeCount() {
+    return Number($("badge").dataset.count) || 0;
   }
 
   function setBadge(count) {
@@ -93,7 +99,7 @@
     socket.timeout(5000).emit("fetch", { before: null, limit: FETCH_LIMIT }, (err, ack) => {
       if (err || !ack || !ack.ok) return;
       let changed = false;
-      for (const body of ack.items) changed = merge(body) || changed;
+      for (const body of ack.items) changed = merge(body, false) || changed;
       if (changed) render();
     });
   }
@@ -115,7 +121,7 @@
       $("login").hidden = false;
     });
     socket.on("notification", (body) => {
-      if (merge(body)) render();
+      if (merge(body, true)) render();
     });
     socket.on("unread_count", (data) => setBadge(data.unread));
   }

@@ -1,0 +1,60 @@
+// Drives the gateway's inbox page in Debian's headless chromium with playwright-core (no browser download).
+// Usage: node browser.mjs PAGE_URL EXPECTED_TEXT SCREENSHOT_PATH
+// Prints one JSON line per step; waits for a line on stdin ("emitted") between "ready" and "rendered".
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const [pageUrl, expectedText, screenshotPath] = process.argv.slice(2);
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+const browser = await chromium.launch({
+  executablePath,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+let code = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
+  const consoleErrors = [];
+  page.on("console", (msg) => { if (msg.type() === "error") consoleErrors.push(msg.text()); });
+  page.on("pageerror", (err) => consoleErrors.push(String(err)));
+  await page.goto(pageUrl);
+  await page.waitForSelector('#status[data-state="connected"]', { timeout: 15000 });
+  // The badge is set by the unread_count the server sends after its replay.
+  const badge = async () => Number(await page.getAttribute("#badge", "data-count"));
+  out({ step: "ready", badge: await badge() });
+
+  await lines.next(); // the test has emitted its notification
+  const item = page.locator("#list li", { hasText: expectedText });
+  await item.waitFor({ timeout: 15000 });
+  await page.waitForFunction(() => document.querySelector("#badge").dataset.count === "1", null, { timeout: 15000 });
+  out({
+    step: "rendered",
+    text: await item.locator(".text").textContent(),
+    className: await item.getAttribute("class"),
+    badge: await badge(),
+  });
+
+  await item.click();
+  await page.waitForFunction(() => document.querySelector("#badge").dataset.count === "0", null, { timeout: 15000 });
+  await page.waitForSelector("#list li.read", { timeout: 15000 });
+  out({ step: "clicked", badge: await badge(), className: await item.getAttribute("class") });
+
+  await page.screenshot({ path: screenshotPath, fullPage: true });
+  out({ step: "screenshot", path: screenshotPath, consoleErrors });
+} catch (err) {
+  out({ step: "error", message: String(err && err.stack ? err.stack : err) });
+  code = 1;
+} finally {
+  await browser.close();
+}
+process.exit(code);

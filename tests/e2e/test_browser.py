@@ -1,0 +1,119 @@
+"""The browser inbox page in headless Debian chromium (playwright-core, no browser download): loads with a
+token, shows a notification emitted the way the pipeline emits it, the badge counts it, a click marks it read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from herald.auth import mint_token
+from herald.config import Settings
+from herald.gateway import Gateway
+from herald.gateway.http import STATIC_DIR, VENDOR_CLIENT
+from tests.integration.gateway_harness import Emitter, Seeder, gateway_settings, new_user, running_gateway
+from tests.support.events import make_event
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+JS_DIR = ROOT / "tests" / "e2e" / "js"
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+STEP_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    node = shutil.which("node")
+    missing = [
+        what
+        for what, ok in [
+            ("node", node is not None),
+            (f"npm ci --prefix {JS_DIR}", (JS_DIR / "node_modules" / "playwright-core").is_dir()),
+            ("apt-get install -y chromium", CHROMIUM.is_file()),
+            ("scripts/build_static.sh", (STATIC_DIR / VENDOR_CLIENT).is_file()),
+        ]
+        if not ok
+    ]
+    if missing or node is None:
+        pytest.fail(f"the browser test needs: {', '.join(missing)} (scripts/dev setup does all of it)")
+    return node
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return gateway_settings()
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[tuple[Gateway, str]]:
+    async with running_gateway(settings) as running:
+        yield running
+
+
+async def _next_step(proc: asyncio.subprocess.Process, name: str) -> dict[str, Any]:
+    assert proc.stdout is not None
+    raw = await asyncio.wait_for(proc.stdout.readline(), timeout=STEP_TIMEOUT_S)
+    if not raw:
+        raise AssertionError(f"browser script ended before step {name!r} (exit {await proc.wait()})")
+    step: dict[str, Any] = json.loads(raw)
+    assert step["step"] == name, step
+    return step
+
+
+async def test_inbox_page_renders_live_notification_and_badge(
+    node: str, settings: Settings, gateway: tuple[Gateway, str]
+) -> None:
+    _gw, url = gateway
+    user = new_user("web")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "browser-inbox.png"
+    screenshot.unlink(missing_ok=True)
+    seeder, emitter = Seeder(settings), Emitter(settings)
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        str(JS_DIR / "browser.mjs"),
+        f"{url}/?token={mint_token(settings, user)}",
+        "John and Sarah liked your post",
+        str(screenshot),
+        cwd=JS_DIR,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        ready = await _next_step(proc, "ready")
+        assert ready["badge"] == 0
+        # What the pipeline does: the aggregator commits, the IN_APP delivery emits the stored body.
+        await seeder.apply(
+            make_event(user=user, actor="u1", actor_name="John"),
+            make_event(user=user, actor="u2", actor_name="Sarah"),
+        )
+        [stored] = await seeder.store.notifications_after(user, 0, 10)
+        await emitter.notification(user, stored)
+        assert proc.stdin is not None
+        proc.stdin.write(b"emitted\n")
+        await proc.stdin.drain()
+        rendered = await _next_step(proc, "rendered")
+        assert rendered["text"] == "John and Sarah liked your post"
+        assert rendered["className"] == "unread"
+        assert rendered["badge"] == 1
+        clicked = await _next_step(proc, "clicked")
+        assert clicked["badge"] == 0
+        assert clicked["className"] == "read"
+        assert await seeder.store.unread_count(user) == 0
+        shot = await _next_step(proc, "screenshot")
+        assert shot["consoleErrors"] == []
+        assert screenshot.stat().st_size > 1000
+        assert await asyncio.wait_for(proc.wait(), timeout=STEP_TIMEOUT_S) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await seeder.close()
+        await emitter.close()
