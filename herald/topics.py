@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,6 +31,8 @@ _DAY_MS: Final = 24 * 3600 * 1000
 MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 64 * 1024
 _ERROR_NONE: Final = 0
 _ERROR_TOPIC_ALREADY_EXISTS: Final = 36
+_ERROR_UNKNOWN_TOPIC: Final = 3
+_METADATA_SETTLE_S: Final = 3.0
 
 
 class TopicError(HeraldError):
@@ -157,11 +161,22 @@ async def inspect_topics(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec])
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for topic in await admin.describe_topics(names):
-        if topic["error_code"] == _ERROR_NONE:
+    """Partition count per existing topic. Right after a create, metadata can briefly say LEADER_NOT_AVAILABLE
+    (or list no partitions yet): retry that for a moment rather than report a fresh topic as missing."""
+    deadline = time.monotonic() + _METADATA_SETTLE_S
+    while True:
+        counts: dict[str, int] = {}
+        settling = False
+        for topic in await admin.describe_topics(names):
+            code = topic["error_code"]
+            if code == _ERROR_UNKNOWN_TOPIC:
+                continue
+            if code != _ERROR_NONE or not topic["partitions"]:
+                settling = True
             counts[topic["topic"]] = len(topic["partitions"])
-    return counts
+        if not settling or time.monotonic() >= deadline:
+            return counts
+        await asyncio.sleep(0.1)
 
 
 async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
