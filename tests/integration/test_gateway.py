@@ -16,6 +16,7 @@ import pytest
 import socketio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from actors.gateway import GatewayActor
 from herald.auth import mint_token
 from herald.config import Settings
 from herald.gateway import Gateway
@@ -154,9 +155,7 @@ async def test_a_client_cannot_receive_another_users_notifications(
         assert [n["id"] for n in a.notifications] == ["mine"]
 
 
-async def test_two_gateways_share_emits_and_read_counts(
-    settings: Settings, emitter: Emitter, seeder: Seeder
-) -> None:
+async def test_two_gateways_share_emits_and_read_counts(settings: Settings, emitter: Emitter, seeder: Seeder) -> None:
     user = new_user()
     await seeder.apply(
         make_event(user=user, actor="u1", actor_name="John", target="p1"),
@@ -382,3 +381,20 @@ async def test_a_flood_of_mark_read_is_rate_limited_and_others_are_served(
         assert limited > 1000
         assert (await bystander.call("mark_all_read")) == {"ok": True, "unread": 0}
         assert gw.counters.rate_limited >= limited
+
+
+async def test_gateway_actor_starts_reports_health_and_stops(settings: Settings) -> None:
+    actor = GatewayActor(settings, port=0)
+    assert (await actor.health())["ok"] is False
+    port = await actor.start()
+    assert await actor.start() == port  # idempotent
+    health = await actor.health()
+    assert health["ok"] is True
+    assert health["port"] == port
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as response:
+        assert response.status == 200
+    await actor.stop()
+    assert (await actor.health())["serving"] is False
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz"):
+            pass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -70,12 +71,15 @@ class NodeClient:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, node: str, url: str, token: str | None, since: int | None = None) -> NodeClient:
+    async def start(
+        cls, node: str, url: str, token: str | None, since: int | None = None, transports: str = "websocket"
+    ) -> NodeClient:
         args = [str(CLIENT), url, token or "-", *([] if since is None else [str(since)])]
         proc = await asyncio.create_subprocess_exec(
             node,
             *args,
             cwd=JS_DIR,
+            env={**os.environ, "HERALD_TRANSPORTS": transports},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -184,5 +188,22 @@ async def test_js_client_cannot_receive_another_users_notifications(
         await emitter.notification(alice, body("mine", 1, 1))
         await client.wait_for(lambda: bool(client.of("notification")), "alice's control notification")
         assert [n["data"]["id"] for n in client.of("notification")] == ["mine"]
+    finally:
+        assert await client.close() == 0
+
+
+async def test_js_client_over_long_polling_only(
+    node: str, settings: Settings, gateway: tuple[Gateway, str], emitter: Emitter
+) -> None:
+    _gw, url = gateway
+    user = new_user("poll")
+    client = await NodeClient.start(node, url, mint_token(settings, user), transports="polling")
+    try:
+        await client.wait_for(lambda: bool(client.of("unread_count")), "connect and unread_count")
+        assert client.of("connect")[0]["transport"] == "polling"
+        await emitter.notification(user, body("p1", 1, 1))
+        await client.wait_for(lambda: bool(client.of("notification")), "a notification over polling")
+        assert client.of("notification")[0]["data"]["id"] == "p1"
+        assert await client.call("mark_all_read", {}) == {"ok": True, "unread": 0}
     finally:
         assert await client.close() == 0

@@ -1,6 +1,7 @@
 // A socket.io-client v4 client driven by a Python test: prints one JSON object per line for every event it
 // receives, and runs the calls it reads from stdin (one JSON line each: {"id", "event", "data"}), printing acks.
 // Usage: node client.mjs URL [TOKEN|-] [SINCE]   (TOKEN "-" connects without a token)
+// HERALD_TRANSPORTS=polling (or polling,websocket) picks the transports; websocket only by default.
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
@@ -9,8 +10,10 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const auth = token === "-" ? {} : { token };
 if (since !== undefined) auth.since = Number(since);
 
-const socket = io(url, { auth, transports: ["websocket"], reconnection: false, timeout: 10000 });
-socket.on("connect", () => out({ event: "connect", id: socket.id }));
+const transports = (process.env.HERALD_TRANSPORTS || "websocket").split(",");
+
+const socket = io(url, { auth, transports, reconnection: false, timeout: 10000 });
+socket.on("connect", () => out({ event: "connect", id: socket.id, transport: socket.io.engine.transport.name }));
 socket.on("connect_error", (err) => {
   out({ event: "connect_error", message: err.message });
   process.exit(0);
