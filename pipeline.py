@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from actors.factory import NAMESPACE, Aggregator, Delivery, Reader, start_loop
+from actors.factory import NAMESPACE, Aggregator, Delivery, Gateway, Reader, on_node, start_loop
 from herald.config import Settings, load_settings
 from herald.topics import ensure_topics
 
@@ -26,6 +26,7 @@ log = logging.getLogger("herald.pipeline")
 
 DELIVERY_CHANNELS = ("IN_APP",)
 DRAIN_TIMEOUT_S = 60.0
+NODE_CHECK_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,13 @@ class Pipeline:
         self.aggregators: list[Any] = []
         self.readers: list[Any] = []
         self.delivery: list[Any] = []
+        self.gateways: dict[str, Any] = {}  # node id -> gateway actor pinned to it
+        self._next_node_check = 0.0
         self._loops: dict[Any, tuple[str, Any]] = {}
         self._stop_requested = False
         self.topology: Topology | None = None
         self._generation = 0
+        self._prefix = self.name
 
     def start(self) -> Pipeline:
         self._stop_requested = False
@@ -87,27 +91,72 @@ class Pipeline:
             Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(self.settings, i, DELIVERY_CHANNELS)
             for i in range(self.topology.aggregators)
         ]
-        self.readers = [
-            Reader.options(name=f"{prefix}-reader-{i}").remote(self.settings, i, self.aggregators)
-            for i in range(self.topology.readers)
-        ]
-        self.delivery = [
-            Delivery.options(name=f"{prefix}-delivery-{c.lower()}-{i}").remote(self.settings, c, i)
-            for c in DELIVERY_CHANNELS
-            for i in range(self.topology.delivery_actors)
-        ]
-        for kind, actors in (("reader", self.readers), ("delivery", self.delivery)):
-            for actor in actors:
-                self._loops[start_loop(actor)] = (kind, actor)
+        self.readers, self.delivery = [], []
+        self._prefix = prefix
+        self.reconcile_nodes()
+        self.wait_ready()
         return self
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Block until every reader polls and every gateway serves, so `start()` returns a working system."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.status()
+            pending = [h for group in ("readers", "gateways") for h in status[group] if not h.get("ok")]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pipeline not ready after {timeout_s:g}s: {pending}")
+            self.supervise_once(0.5)
+
+    def reconcile_nodes(self) -> None:
+        """One gateway per alive node; more readers and delivery actors when the cluster grew."""
+        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+        alive = {n["NodeID"] for n in nodes if n.get("Alive")}
+        for node_id in set(self.gateways) - alive:
+            log.info("node %s left: dropping its gateway", node_id[:8])
+            gone = self.gateways.pop(node_id)
+            self._loops = {ref: v for ref, v in self._loops.items() if v[1] is not gone}
+            ray.kill(gone, no_restart=True)
+        if self.settings.gateway_enabled:
+            for node_id in sorted(alive - set(self.gateways)):
+                gateway = Gateway.options(name=f"{self._prefix}-gateway-{node_id[:8]}", **on_node(node_id)).remote(
+                    self.settings
+                )
+                self.gateways[node_id] = gateway
+                self._loops[start_loop(gateway)] = ("gateway", gateway)
+        self._grow_with_cluster()
+
+    def _grow_with_cluster(self) -> None:
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        wanted = plan_topology(
+            self.settings, cpus=int(resources.get("CPU", 1)), partitions=self.settings.events_partitions
+        )
+        while len(self.readers) < wanted.readers:
+            i = len(self.readers)
+            reader = Reader.options(name=f"{self._prefix}-reader-{i}").remote(self.settings, i, self.aggregators)
+            self.readers.append(reader)
+            self._loops[start_loop(reader)] = ("reader", reader)
+        while len(self.delivery) < wanted.delivery_actors * len(DELIVERY_CHANNELS):
+            i = len(self.delivery)
+            channel = DELIVERY_CHANNELS[i % len(DELIVERY_CHANNELS)]
+            actor = Delivery.options(name=f"{self._prefix}-delivery-{i}").remote(self.settings, channel, i)
+            self.delivery.append(actor)
+            self._loops[start_loop(actor)] = ("delivery", actor)
 
     def supervise_once(self, timeout_s: float = 1.0) -> None:
         """Restart any loop that ended with an error (its actor was restarted by Ray, the loop was not)."""
+        if time.monotonic() >= self._next_node_check:
+            self._next_node_check = time.monotonic() + NODE_CHECK_INTERVAL_S
+            self.reconcile_nodes()
         if not self._loops:
             return
         done, _ = ray.wait(list(self._loops), num_returns=len(self._loops), timeout=timeout_s)
         for ref in done:
-            kind, actor = self._loops.pop(ref)
+            entry = self._loops.pop(ref, None)
+            if entry is None:  # dropped meanwhile (a node left)
+                continue
+            kind, actor = entry
             try:
                 ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - any failure of a loop means restart it
@@ -118,19 +167,17 @@ class Pipeline:
                 log.warning("%s loop returned without a drain; restarting it", kind)
                 self._loops[start_loop(actor)] = (kind, actor)
 
-    def supervise_in_background(self, interval_s: float = 0.5) -> threading.Event:
-        """Supervise from a daemon thread (tests, the demo); set the returned event to stop it."""
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.is_set() and not self._stop_requested:
-                self.supervise_once(interval_s)
-
-        threading.Thread(target=loop, name=f"{self.name}-supervisor", daemon=True).start()
-        return stop
+    def supervise_in_background(self, interval_s: float = 0.5) -> BackgroundSupervisor:
+        """Supervise from a thread (tests, the demo); stop() it before draining."""
+        return BackgroundSupervisor(self, interval_s)
 
     def status(self, timeout_s: float = 10.0) -> dict[str, list[dict[str, Any]]]:
-        groups = {"readers": self.readers, "aggregators": self.aggregators, "delivery": self.delivery}
+        groups = {
+            "readers": self.readers,
+            "aggregators": self.aggregators,
+            "delivery": self.delivery,
+            "gateways": list(self.gateways.values()),
+        }
         result: dict[str, list[dict[str, Any]]] = {}
         for group, actors in groups.items():
             result[group] = []
@@ -166,12 +213,29 @@ class Pipeline:
         ray.get([r.drain.remote() for r in self.readers], timeout=timeout_s)
         reader_loops = [ref for ref, (kind, _) in self._loops.items() if kind == "reader"]
         ray.wait(reader_loops, num_returns=len(reader_loops), timeout=timeout_s)
-        ray.get([d.drain.remote() for d in self.delivery], timeout=timeout_s)
+        ray.get([a.drain.remote() for a in [*self.delivery, *self.gateways.values()]], timeout=timeout_s)
         ray.wait(list(self._loops), num_returns=len(self._loops), timeout=timeout_s)
         self._loops.clear()
-        for actor in [*self.readers, *self.delivery, *self.aggregators]:
+        for actor in [*self.readers, *self.delivery, *self.aggregators, *self.gateways.values()]:
             ray.kill(actor, no_restart=True)
-        self.readers, self.delivery, self.aggregators = [], [], []
+        self.readers, self.delivery, self.aggregators, self.gateways = [], [], [], {}
+
+
+class BackgroundSupervisor:
+    def __init__(self, pipeline: Pipeline, interval_s: float) -> None:
+        self._pipeline = pipeline
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"{pipeline.name}-supervisor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._pipeline.supervise_once(self._interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
 
 
 def main(seconds: float | None = None) -> None:

@@ -11,6 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from actors.loops import OwnedLoop
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
 from herald.channels.in_app import InAppProvider
 from herald.config import Settings
@@ -44,9 +45,11 @@ class DeliveryActor:
         )
         self._producer: AIOKafkaProducer | None = None
         self._running = False
+        self._owner = OwnedLoop()
 
     async def run(self) -> None:
         """The delivery loop (its own concurrency group); returns after drain()."""
+        self._owner.claim()
         self._producer = make_producer(self._settings, client_id=self._name)
         await start_bounded(self._producer, self._settings, "delivery receipts producer")
         self._running = True
@@ -75,7 +78,10 @@ class DeliveryActor:
             await future
 
     async def drain(self) -> None:
-        self._worker.stop()
+        async def stop() -> None:
+            self._worker.stop()
+
+        await self._owner.run(stop())
 
     async def health(self) -> dict[str, Any]:
         return {"actor": self._name, "ok": self._running, "pid": os.getpid(), **self._worker.health()}

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.aggregator import AggregatorActor
 from actors.delivery import DeliveryActor
+from actors.gateway import GatewayActor
 from actors.reader import ReaderActor
 
 NAMESPACE = "herald"
@@ -21,7 +23,13 @@ _RESTARTING: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "num_c
 
 Reader = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(ReaderActor)
 Aggregator = _actor(max_concurrency=16, **_RESTARTING)(AggregatorActor)
+Gateway = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(GatewayActor)
 Delivery = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(DeliveryActor)
+
+
+def on_node(node_id: str) -> dict[str, Any]:
+    """Pin an actor to one node (gateways: one per node, re-placed by the supervisor when nodes change)."""
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
 
 
 def start_loop(actor: Any) -> Any:

@@ -3,8 +3,11 @@ actor factory, not here."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
+from actors.loops import OwnedLoop
 from herald.config import Settings, load_settings
 from herald.gateway import Gateway
 from herald.store_redis import RedisStore
@@ -19,6 +22,23 @@ class GatewayActor:
         self._store: RedisStore | None = None
         self._gateway: Gateway | None = None
         self._bound_port: int | None = None
+        self._stopped: asyncio.Event | None = None
+        self._owner = OwnedLoop()
+
+    async def run(self) -> None:
+        """Serve until drain(): the supervisor runs this in the loop group and re-runs it after a restart."""
+        self._owner.claim()
+        self._stopped = asyncio.Event()
+        await self.start()
+        await self._stopped.wait()
+
+    async def drain(self) -> None:
+        await self._owner.run(self._stop_serving())
+
+    async def _stop_serving(self) -> None:
+        await self.stop()
+        if self._stopped is not None:
+            self._stopped.set()
 
     async def start(self) -> int:
         """Serve on the configured port (or the one given at construction); returns the bound port."""
@@ -41,4 +61,4 @@ class GatewayActor:
     async def health(self) -> dict[str, Any]:
         if self._gateway is None:
             return {"ok": False, "serving": False, "port": None}
-        return {**self._gateway.health(), "port": self._bound_port}
+        return {**self._gateway.health(), "port": self._bound_port, "pid": os.getpid()}

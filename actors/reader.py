@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from actors.loops import OwnedLoop
 from herald.config import Settings
 from herald.events import MAX_EVENT_BYTES, NotificationEvent
 from herald.kafka import close_client, make_producer, start_bounded
@@ -51,6 +52,7 @@ class ReaderActor:
         self._stopping = False
         self._inflight: asyncio.Task[None] | None = None
         self.assigned: list[str] = []
+        self._owner = OwnedLoop()
         self._counters = {"batches": 0, "events": 0, "dead_lettered": 0, "duplicates": 0, "commits": 0}
         self._counters |= {"apply_retries": 0, "commit_failures": 0}
 
@@ -60,6 +62,7 @@ class ReaderActor:
 
     async def run(self, topic: str = EVENTS_TOPIC) -> None:
         """The poll loop (runs in its own concurrency group); returns after drain()."""
+        self._owner.claim()
         self._stopping = False
         self._producer = make_producer(self._settings, client_id=f"herald-{self.name}-dlq")
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
@@ -159,6 +162,9 @@ class ReaderActor:
         self._stopping = True
 
     async def health(self) -> dict[str, Any]:
+        return await self._owner.run(self._health())
+
+    async def _health(self) -> dict[str, Any]:
         lag: dict[str, int] = {}
         consumer = self._consumer
         if consumer is not None:

@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     delivery_reclaim_idle_s: PositiveFloat = 30.0
 
     # Gateway and tokens.
+    gateway_enabled: bool = True
     gateway_host: str = "127.0.0.1"
     gateway_port: PositiveInt = 8080
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,10 +17,16 @@ from pipeline import Pipeline, connect_ray
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def pipeline_settings() -> Settings:
-    # Small batches keep the kill test's window for mid-stream failures wide.
-    return load_settings(reader_max_records=500, delivery_reclaim_idle_s=5.0)
+    # Small batches keep the kill test's window for mid-stream failures wide; the gateway gets a free port.
+    return load_settings(reader_max_records=500, delivery_reclaim_idle_s=5.0, gateway_port=free_port())
 
 
 @pytest.fixture(scope="session")
