@@ -14,9 +14,10 @@ import pytest
 from herald.config import Settings
 from herald.producer import NotificationProducer
 from herald.store_redis import RedisStore
+from herald.workload import social_stream
 from pipeline import Pipeline
 from tests.support.waiting import eventually
-from tests.support.workload import fingerprint, reference_inboxes, social_stream
+from tests.support.workload import fingerprint, reference_inboxes
 
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 

@@ -1,0 +1,150 @@
+"""`herald demo`: the whole system on this machine, with a live terminal view of what Socket.IO clients see."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import socketio
+from rich.columns import Columns
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from herald.auth import mint_token
+from herald.config import Settings
+from herald.producer import NotificationProducer
+from herald.workload import SocialTraffic
+
+console = Console()
+SHOWN_PER_CLIENT = 6
+STATUS_INTERVAL_S = 2.0
+
+
+@dataclass
+class WatchedInbox:
+    """What one connected client has received: the newest version of each notification."""
+
+    user: str
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    received: int = 0
+
+    def on_notification(self, body: dict[str, Any]) -> None:
+        self.received += 1
+        known = self.latest.get(body["id"])
+        if known is None or body["version"] > known["version"]:
+            self.latest[body["id"]] = body
+
+    def panel(self) -> Panel:
+        newest = sorted(self.latest.values(), key=lambda n: n["cursor"], reverse=True)[:SHOWN_PER_CLIENT]
+        lines = [
+            Text.assemble(("● " if not n.get("read") else "  ", "cyan"), (f"v{n['version']:<4} ", "dim"), n["text"])
+            for n in newest
+        ] or [Text("waiting for notifications…", style="dim")]
+        unread = sum(1 for n in self.latest.values() if not n.get("read"))
+        title = f"{self.user}  [bold]{unread}[/bold] unread, {self.received} events"
+        return Panel(Group(*lines), title=title, width=60)
+
+
+@dataclass
+class DemoCounters:
+    published: int = 0
+    status: dict[str, Any] = field(default_factory=dict)
+
+    def footer(self, elapsed_s: float) -> Table:
+        readers = self.status.get("readers", [])
+        delivery = self.status.get("delivery", [])
+        table = Table.grid(padding=(0, 3))
+        table.add_row(
+            f"[bold]{elapsed_s:5.0f}s[/bold]",
+            f"published [bold]{self.published}[/bold]",
+            f"read {sum(r.get('events', 0) for r in readers)}",
+            f"lag {sum(sum(r.get('lag', {}).values()) for r in readers)}",
+            f"dead-lettered {sum(r.get('dead_lettered', 0) for r in readers)}",
+            f"delivered {sum(d.get('delivered', 0) for d in delivery)}",
+            "[dim]Ctrl-C stops[/dim]",
+        )
+        return table
+
+
+def run_demo(settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int) -> None:
+    import pipeline  # noqa: PLC0415 - Ray is imported only when the demo runs
+
+    console.print("[bold]starting Herald[/bold]: Ray, topics, readers, aggregators, delivery, gateway…")
+    running = pipeline.Pipeline(settings, name="demo").start()
+    supervisor = running.supervise_in_background()
+    try:
+        asyncio.run(_demo(running, settings, seconds=seconds, users=users, rate=rate, watch=watch))
+    except KeyboardInterrupt:
+        console.print("[yellow]stopping…[/yellow]")
+    finally:
+        supervisor.stop()
+        running.drain()
+        console.print("[green]drained and stopped[/green]")
+
+
+async def _demo(
+    running: Any, settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int
+) -> None:
+    traffic = SocialTraffic(f"demo-{uuid.uuid4().hex[:4]}", users=users, popular=watch, popular_share=0.15)
+    url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    inboxes = [WatchedInbox(traffic.user_name(i)) for i in range(watch)]
+    console.print(
+        f"gateway at {url}; open the browser inbox of {inboxes[0].user} at "
+        f"{url}/?token={mint_token(settings, inboxes[0].user)}"
+    )
+    clients = [await _connect(url, settings, inbox) for inbox in inboxes]
+    counters = DemoCounters()
+    tasks = [
+        asyncio.create_task(_produce(settings, traffic, rate, counters)),
+        asyncio.create_task(_poll_status(running, counters)),
+    ]
+    started = time.monotonic()
+    try:
+        with Live(console=console, refresh_per_second=4, screen=False) as live:
+            while seconds is None or time.monotonic() - started < seconds:
+                live.update(Group(Columns([i.panel() for i in inboxes]), counters.footer(time.monotonic() - started)))
+                await asyncio.sleep(0.25)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for client in clients:
+            await client.disconnect()
+
+
+async def _connect(url: str, settings: Settings, inbox: WatchedInbox) -> Any:
+    client = socketio.AsyncClient()
+
+    async def on_notification(body: dict[str, Any]) -> None:
+        inbox.on_notification(body)
+
+    client.on("notification", on_notification)
+    await client.connect(url, auth={"token": mint_token(settings, inbox.user)}, transports=["websocket"])
+    return client
+
+
+async def _produce(settings: Settings, traffic: SocialTraffic, rate: float, counters: DemoCounters) -> None:
+    tick_s = 0.1
+    async with NotificationProducer(settings) as producer:
+        while True:
+            now = datetime.now(UTC)
+            batch = [traffic.next(now) for _ in range(max(1, round(rate * tick_s)))]
+            await producer.publish_many(batch)
+            counters.published += len(batch)
+            await asyncio.sleep(tick_s)
+
+
+async def _poll_status(running: Any, counters: DemoCounters) -> None:
+    while True:
+        counters.status = await asyncio.to_thread(running.status)
+        await asyncio.sleep(STATUS_INTERVAL_S)
