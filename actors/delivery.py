@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from actors.loops import OwnedLoop
-from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
+from herald.channels.base import ChannelProvider, DeliveryJob, Outcome, RetryPolicy
 from herald.channels.in_app import InAppProvider
 from herald.config import Settings
 from herald.kafka import make_producer, start_bounded
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def provider_for(channel: str, settings: Settings) -> ChannelProvider:
-    providers = {"IN_APP": lambda: InAppProvider(settings.redis_url)}
+    policy = RetryPolicy(max_attempts=settings.delivery_max_attempts)
+    providers = {"IN_APP": lambda: InAppProvider(settings.redis_url, policy)}
     if channel not in providers:
         raise ValueError(f"no provider for channel {channel}")
     return providers[channel]()

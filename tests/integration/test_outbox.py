@@ -1,0 +1,62 @@
+"""The outbox on real Redis: entries a dead consumer left pending are reclaimed and delivered by another."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import pytest
+import redis.asyncio as aioredis
+
+from herald import keys
+from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
+from herald.config import Settings
+from herald.outbox import OutboxWorker
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingProvider(ChannelProvider):
+    def __init__(self, channel: str) -> None:
+        super().__init__()
+        self.channel = channel  # type: ignore[misc]
+        self.sent: list[DeliveryJob] = []
+
+    async def send(self, job: DeliveryJob) -> None:
+        self.sent.append(job)
+
+
+async def test_pending_entries_of_a_dead_consumer_are_reclaimed(settings: Settings) -> None:
+    channel = f"T{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    outcomes: list[Outcome] = []
+
+    async def record(results: Sequence[tuple[Outcome, DeliveryJob]]) -> None:
+        outcomes.extend(o for o, _ in results)
+
+    stream = keys.outbox_key(channel, 0)
+    try:
+        dead_provider = RecordingProvider(channel)
+        dead = OutboxWorker(client, dead_provider, consumer_name="dead", outbox_shards=1, on_outcomes=record)
+        await dead.ensure_groups()
+        for i in range(5):
+            await client.xadd(stream, {"id": f"n{i}:1:{channel}", "u": "u1", "d": f'{{"id": "n{i}", "version": 1}}'})
+        # The dead consumer reads the entries and dies before acknowledging them.
+        claimed = await client.xreadgroup(keys.OUTBOX_GROUP, "dead", {stream: ">"}, count=10)
+        assert len(claimed[0][1]) == 5
+
+        survivor_provider = RecordingProvider(channel)
+        survivor = OutboxWorker(
+            client, survivor_provider, consumer_name="survivor", outbox_shards=1, on_outcomes=record, reclaim_idle_ms=1
+        )
+        await survivor.run(until_empty=True)
+        assert sorted(j.delivery_id for j in survivor_provider.sent) == [f"n{i}:1:{channel}" for i in range(5)]
+        assert all(j.attempts_before == 1 for j in survivor_provider.sent)
+        assert survivor.stats.reclaimed == 5
+        assert all(o.delivered for o in outcomes)
+        assert await client.xlen(stream) == 0
+        pending = await client.xpending(stream, keys.OUTBOX_GROUP)
+        assert pending["pending"] == 0
+    finally:
+        await client.delete(stream)
+        await client.aclose()
