@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -42,7 +43,7 @@ async def test_pending_entries_of_a_dead_consumer_are_reclaimed(settings: Settin
         for i in range(5):
             await client.xadd(stream, {"id": f"n{i}:1:{channel}", "u": "u1", "d": f'{{"id": "n{i}", "version": 1}}'})
         # The dead consumer reads the entries and dies before acknowledging them.
-        claimed = await client.xreadgroup(keys.OUTBOX_GROUP, "dead", {stream: ">"}, count=10)
+        claimed: Any = await client.xreadgroup(keys.OUTBOX_GROUP, "dead", {stream: ">"}, count=10)
         assert len(claimed[0][1]) == 5
 
         survivor_provider = RecordingProvider(channel)
