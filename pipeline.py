@@ -27,6 +27,7 @@ log = logging.getLogger("herald.pipeline")
 DELIVERY_CHANNELS = ("IN_APP",)
 DRAIN_TIMEOUT_S = 60.0
 NODE_CHECK_INTERVAL_S = 5.0
+STATUS_LOG_INTERVAL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,21 @@ def plan_topology(settings: Settings, *, cpus: int, partitions: int) -> Topology
         readers=min(partitions, settings.readers or max(2, half)),
         aggregators=settings.aggregators or max(2, half),
         delivery_actors=settings.delivery_actors or max(1, cpus // 4),
+    )
+
+
+def summarize(status: dict[str, list[dict[str, Any]]]) -> str:
+    """One log line of a status(): how much was read, applied, delivered and how far behind the readers are."""
+    readers, delivery = status.get("readers", []), status.get("delivery", [])
+    unhealthy = [h.get("actor", "?") for group in status.values() for h in group if not h.get("ok")]
+    return (
+        f"read={sum(r.get('events', 0) for r in readers)} "
+        f"lag={sum(sum(r.get('lag', {}).values()) for r in readers)} "
+        f"dead_lettered={sum(r.get('dead_lettered', 0) for r in readers)} "
+        f"duplicates={sum(r.get('duplicates', 0) for r in readers)} "
+        f"delivered={sum(d.get('delivered', 0) for d in delivery)} "
+        f"gateways={len(status.get('gateways', []))} "
+        f"unhealthy={unhealthy or 'none'}"
     )
 
 
@@ -195,9 +211,13 @@ class Pipeline:
         """Supervise until SIGTERM/SIGINT (or `seconds`), then drain."""
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         deadline = None if seconds is None else time.monotonic() + seconds
+        next_status_log = time.monotonic() + STATUS_LOG_INTERVAL_S
         try:
             while not self._stop_requested and (deadline is None or time.monotonic() < deadline):
                 self.supervise_once(1.0)
+                if time.monotonic() >= next_status_log:
+                    next_status_log = time.monotonic() + STATUS_LOG_INTERVAL_S
+                    log.info("status: %s", summarize(self.status()))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -118,7 +118,10 @@ class Settings(BaseSettings):
     # Gateway and tokens.
     gateway_enabled: bool = True
     gateway_host: str = "127.0.0.1"
-    gateway_port: PositiveInt = 8080
+    gateway_port: int = Field(default=8080, ge=0, le=65535)  # 0 = any free port (several nodes on one host)
+    gateway_client_events_per_s: PositiveFloat = 20.0
+    gateway_client_burst: PositiveInt = 40
+    gateway_max_payload_bytes: PositiveInt = 64 * 1024
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     jwt_secret: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"

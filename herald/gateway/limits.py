@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from herald.config import Settings
+
 
 @dataclass(frozen=True)
 class GatewayLimits:
@@ -23,6 +25,16 @@ class GatewayLimits:
     # at worst lets a very old duplicate through, never drops a new notification.
     remembered_versions: int = 2048
     connect_timeout_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatewayLimits:
+        return cls(
+            events_per_s=settings.gateway_client_events_per_s,
+            burst=settings.gateway_client_burst,
+            max_payload_bytes=settings.gateway_max_payload_bytes,
+            remembered_versions=max(2048, 2 * settings.inbox_capacity),
+            connect_timeout_s=settings.connect_timeout_s,
+        )
 
 
 class TokenBucket:

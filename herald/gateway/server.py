@@ -83,7 +83,7 @@ class Gateway:
     ) -> None:
         self._settings = settings
         self._store = store
-        self.limits = limits or GatewayLimits()
+        self.limits = limits or GatewayLimits.from_settings(settings)
         self.analytics = analytics or AnalyticsPublisher(settings)
         self._clock_s = clock_s
         self._sessions: dict[str, ClientSession] = {}
