@@ -1,0 +1,63 @@
+"""Batch routing: validation to the DLQ, stable shards, offsets that become safe to commit, and actor counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from herald.config import load_settings
+from herald.routing import actor_of_shard, dlq_headers, route, shard_of
+from pipeline import Topology, plan_topology
+from tests.support.events import event_dict
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def test_route_splits_valid_and_invalid_and_tracks_offsets() -> None:
+    records = [
+        Record("t", 0, 10, b"a", orjson.dumps(event_dict("alice"))),
+        Record("t", 0, 11, b"a", b"{not json"),
+        Record("t", 1, 5, b"b", orjson.dumps(event_dict("bob", event_id="explicit"))),
+        Record("t", 1, 6, b"b", None),
+    ]
+    batch = route(records, shards=64, actors=3)
+    assert batch.commit_offsets == {("t", 0): 12, ("t", 1): 7}
+    assert [(r.offset, r.reason.split(":")[0]) for r in batch.rejected] == [
+        (11, "not valid JSON"),
+        (6, "record has no value (tombstone)"),
+    ]
+    ids = sorted(e.event_id or "" for events in batch.per_actor.values() for e in events)
+    assert ids == ["explicit", "kafka:t:0:10"]
+    headers = dict(dlq_headers(batch.rejected[0], stage="reader"))
+    assert headers["herald-source-offset"] == b"11"
+    assert headers["herald-dlq-stage"] == b"reader"
+
+
+def test_a_user_always_lands_on_the_same_actor() -> None:
+    assert shard_of("user123", 64) == shard_of("user123", 64)
+    actors = {actor_of_shard(shard_of(f"u{i}", 64), 4) for i in range(200)}
+    assert actors == {0, 1, 2, 3}
+
+
+def test_per_user_order_is_kept_within_a_batch() -> None:
+    records = [Record("t", 0, i, b"u", orjson.dumps(event_dict("u", event_id=f"e{i}"))) for i in range(5)]
+    (events,) = route(records, shards=8, actors=2).per_actor.values()
+    assert [e.event_id for e in events] == [f"e{i}" for i in range(5)]
+
+
+def test_topology_follows_the_cluster_and_settings() -> None:
+    settings = load_settings(readers=None, aggregators=None, delivery_actors=None)
+    assert plan_topology(settings, cpus=2, partitions=12).readers == 2
+    assert plan_topology(settings, cpus=16, partitions=12).readers == 8
+    assert plan_topology(settings, cpus=64, partitions=12).readers == 12
+    fixed = load_settings(readers=3, aggregators=5, delivery_actors=2)
+    assert plan_topology(fixed, cpus=2, partitions=12) == Topology(readers=3, aggregators=5, delivery_actors=2)
