@@ -68,7 +68,7 @@ class ReaderActor:
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=READER_GROUP,
+            group_id=self._settings.reader_group or READER_GROUP,
             client_id=f"herald-{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     events_partitions: PositiveInt = 12
 
     # Pipeline shape; None means "derive from the cluster".
+    reader_group: str | None = None  # None: herald-readers
     readers: PositiveInt | None = None
     shards: PositiveInt = 64
     aggregators: PositiveInt | None = None
