@@ -81,7 +81,7 @@ def main() -> None:
     finally:
         pipeline.drain()
         ray.shutdown()
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
     json.dump(report, sys.stdout)
 
 
