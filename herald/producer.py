@@ -14,10 +14,11 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.partitioner import DefaultPartitioner
 
 from herald.config import Settings, load_settings
 from herald.errors import BrokerUnavailableError, InvalidEventError
@@ -35,7 +36,15 @@ from herald.topics import EVENTS_TOPIC, TopicError
 
 EventInput = NotificationEvent | Mapping[str, Any]
 Headers = list[tuple[str, bytes]]
+# aiokafka's partitioner signature: (key, all partitions, available partitions) -> partition.
+Partitioner = Callable[[bytes, list[int], list[int]], int]
 T = TypeVar("T")
+
+# Below this many records a call goes through aiokafka's send(), which appends to the batch aiokafka keeps
+# open per partition: concurrent small calls (publish() from many request handlers) then share batches and
+# linger. From here on, packing our own batches pays off (aiokafka's send() costs more per record than
+# validating and encoding the event does); concurrent large calls each fill whole batches anyway.
+BATCH_API_MIN_RECORDS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +129,56 @@ class RecordBuilder:
         return records
 
 
+def group_by_partition(
+    keys: Sequence[bytes], all_partitions: list[int], available: list[int], partitioner: Partitioner
+) -> dict[int, list[int]]:
+    """Indices of `keys` per partition, in input order, chosen exactly as aiokafka's `send()` would choose.
+
+    The default partitioner depends only on the key (murmur2 modulo the partition count), so its answer is
+    computed once per distinct key; a custom partitioner is asked for every record.
+    """
+    groups: dict[int, list[int]] = {}
+    if type(partitioner) is DefaultPartitioner:
+        by_key: dict[bytes, int] = {}
+        for index, key in enumerate(keys):
+            partition = by_key.get(key)
+            if partition is None:
+                partition = by_key[key] = partitioner(key, all_partitions, available)
+            groups.setdefault(partition, []).append(index)
+    else:
+        for index, key in enumerate(keys):
+            groups.setdefault(partitioner(key, all_partitions, available), []).append(index)
+    return groups
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """Records handed to aiokafka together (a batch of ours, or one record given to send()): the future of
+    their acknowledgement, whose offset is the first record's, and their indices in the caller's order."""
+
+    future: asyncio.Future[Any]
+    indices: list[int]
+
+
 class RecordSender:
-    """Owns the aiokafka producer: bounded start, pipelined sends, deliveries awaited with a stall bound."""
+    """Owns the aiokafka producer: bounded start, pipelined sends, acknowledgements awaited with a stall bound.
+
+    Large calls are packed into aiokafka batches here (`create_batch` / `send_batch`) rather than handed over
+    one `send()` at a time: `send()` costs more per record than validating and encoding the event does, and
+    the batches are the ones aiokafka would build (same partition per key, same order, same batch size limit;
+    compression, idempotence and acks are applied by aiokafka when it sends them).
+    """
 
     def __init__(self, settings: Settings, topic: str, **producer_overrides: Any) -> None:
         self._settings = settings
         self._topic = topic
         self._overrides = producer_overrides
+        self._partitioner: Partitioner = producer_overrides.get("partitioner") or DefaultPartitioner()
         self._producer: AIOKafkaProducer | None = None
         # No progress for this long means the broker is gone: connecting plus one request.
         self.stall_timeout_s = settings.connect_timeout_s + request_timeout_ms(settings) / 1000
@@ -148,59 +200,142 @@ class RecordSender:
             await close_client(producer, timeout_s=self.stall_timeout_s)
 
     async def send(self, records: Sequence[OutgoingRecord]) -> list[PublishResult]:
-        """Enqueue all records, then wait for all acknowledgements (aiokafka batches them meanwhile)."""
+        """Enqueue all records, then wait for all acknowledgements (aiokafka pipelines the batches meanwhile)."""
         producer = self._producer
         if producer is None:
             raise RuntimeError("producer is not started: use `async with NotificationProducer()` or start()")
+        if not records:
+            return []
         started = time.monotonic()
-        futures: list[asyncio.Future[Any]] = []
-        send = producer.send
         topic = self._topic
+        deliveries: list[_Delivery] = []
         try:
-            # No wait_for per record (a task each, which would cost more than the send): aiokafka bounds
-            # send() itself by request_timeout_ms, both waiting for metadata and for buffer space.
-            for record in records:
-                futures.append(await send(topic, record.value, key=record.key, headers=record.headers))
+            if len(records) < BATCH_API_MIN_RECORDS:
+                await self._enqueue_each(producer, records, deliveries)
+            else:
+                await self._enqueue_batches(producer, records, deliveries)
         except UnknownTopicOrPartitionError as exc:
-            await self._settle(futures)
+            await self._settle(deliveries)
             raise TopicError(
                 f"topic {topic!r} does not exist on {self._settings.kafka_bootstrap}; "
                 "run `herald topics ensure` (or create it)"
             ) from exc
         except KafkaError as exc:
-            await self._settle(futures)
-            raise self._failure(records, futures, exc, started) from exc
-        await self._settle(futures)
-        failed = [f for f in futures if f.cancelled() or f.exception() is not None]
+            await self._settle(deliveries)
+            raise self._failure(records, deliveries, exc, started) from exc
+        await self._settle(deliveries)
+        failed = [d.future for d in deliveries if d.future.cancelled() or d.future.exception() is not None]
         if failed:
-            errors = [e for f in failed if not f.cancelled() and (e := f.exception()) is not None]
-            cause = errors[0] if errors else "no acknowledgement"
-            raise self._failure(records, futures, cause, started)
-        return [self._result(r, f.result()) for r, f in zip(records, futures, strict=True)]
+            causes = [e for f in failed if not f.cancelled() and (e := f.exception()) is not None]
+            raise self._failure(records, deliveries, causes[0] if causes else "no acknowledgement", started)
+        return [r for r in self._results(records, deliveries) if r is not None]
 
-    async def _settle(self, futures: Sequence[asyncio.Future[Any]]) -> None:
+    async def _enqueue_each(
+        self, producer: AIOKafkaProducer, records: Sequence[OutgoingRecord], deliveries: list[_Delivery]
+    ) -> None:
+        # No wait_for per record (a task each, which would cost more than the send): aiokafka bounds
+        # send() itself by request_timeout_ms, both waiting for metadata and for buffer space.
+        send = producer.send
+        topic = self._topic
+        for index, record in enumerate(records):
+            future = await send(topic, record.value, key=record.key, headers=record.headers)
+            future.add_done_callback(_retrieve_exception)
+            deliveries.append(_Delivery(future, [index]))
+
+    async def _enqueue_batches(
+        self, producer: AIOKafkaProducer, records: Sequence[OutgoingRecord], deliveries: list[_Delivery]
+    ) -> None:
+        topic = self._topic
+        # Bounded by request_timeout_ms, like send(): waits for the topic's metadata.
+        partitions = await producer.partitions_for(topic)
+        # The same expressions aiokafka's send() hands its partitioner, so a key lands where it would.
+        all_partitions = list(partitions)
+        available = list(producer.client.cluster.available_partitions_for_topic(topic))
+        groups = group_by_partition([r.key for r in records], all_partitions, available, self._partitioner)
+        # One coroutine per partition: while one waits for aiokafka to take its previous batch, the others
+        # keep filling theirs, so each produce request carries a batch for every partition.
+        outcomes = await asyncio.gather(
+            *(self._send_partition(producer, p, indices, records, deliveries) for p, indices in groups.items()),
+            return_exceptions=True,
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def _send_partition(
+        self,
+        producer: AIOKafkaProducer,
+        partition: int,
+        indices: list[int],
+        records: Sequence[OutgoingRecord],
+        deliveries: list[_Delivery],
+    ) -> None:
+        """Pack one partition's records, in input order, into batches and hand each to aiokafka."""
+        batch = producer.create_batch()
+        carried: list[int] = []
+        for index in indices:
+            record = records[index]
+            # timestamp=None: aiokafka stamps the send time, as send() does.
+            if batch.append(timestamp=None, key=record.key, value=record.value, headers=record.headers) is None:
+                await self._hand_over(producer, batch, partition, carried, deliveries)
+                batch, carried = producer.create_batch(), []
+                # A fresh batch always takes its first record, whatever its size.
+                batch.append(timestamp=None, key=record.key, value=record.value, headers=record.headers)
+            carried.append(index)
+        if carried:
+            await self._hand_over(producer, batch, partition, carried, deliveries)
+
+    async def _hand_over(
+        self, producer: AIOKafkaProducer, batch: Any, partition: int, carried: list[int], deliveries: list[_Delivery]
+    ) -> None:
+        # Closed, so aiokafka sends it without lingering and appends nothing of a concurrent send() to it.
+        batch.close()
+        # Waits (bounded by request_timeout_ms) until aiokafka has taken this partition's previous batch,
+        # which keeps the partition's batches, and so each user's events, in order.
+        future = await producer.send_batch(batch, self._topic, partition=partition)
+        # aiokafka leaves a failed batch's exception to the batch API's caller; mark it retrieved even when
+        # we give up early (unknown topic, stall), or asyncio logs "Future exception was never retrieved".
+        future.add_done_callback(_retrieve_exception)
+        deliveries.append(_Delivery(future, carried))
+
+    async def _settle(self, deliveries: Sequence[_Delivery]) -> None:
         """Wait until every delivery is decided; give up on those still pending after a stall."""
-        pending = {f for f in futures if not f.done()}
+        pending = {d.future for d in deliveries if not d.future.done()}
         while pending:
             done, pending = await asyncio.wait(pending, timeout=self.stall_timeout_s)
             if not done:
-                # Cancelling our futures does not recall the records from aiokafka's buffer: they may still
+                # Cancelling our futures does not recall the batches from aiokafka's buffer: they may still
                 # arrive, which is why the error says "not confirmed" rather than "lost".
                 for future in pending:
                     future.cancel()
                 return
 
+    @staticmethod
+    def _results(records: Sequence[OutgoingRecord], deliveries: Sequence[_Delivery]) -> list[PublishResult | None]:
+        """Per record, in input order: where it landed, or None when its batch was not acknowledged."""
+        results: list[PublishResult | None] = [None] * len(records)
+        for delivery in deliveries:
+            future = delivery.future
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                continue
+            metadata = future.result()
+            topic, partition, base_offset = metadata.topic, metadata.partition, metadata.offset
+            # Records of a batch get consecutive offsets from the batch's base offset, in append order.
+            for position, index in enumerate(delivery.indices):
+                offset = base_offset + position
+                record = records[index]
+                event_id = record.event_id or derive_event_id(topic, partition, offset)
+                results[index] = PublishResult(topic, partition, offset, event_id)
+        return results
+
     def _failure(
         self,
         records: Sequence[OutgoingRecord],
-        futures: Sequence[asyncio.Future[Any]],
+        deliveries: Sequence[_Delivery],
         cause: BaseException | str,
         started: float,
     ) -> BrokerUnavailableError:
-        results: list[PublishResult | None] = [None] * len(records)
-        for index, future in enumerate(futures):
-            if future.done() and not future.cancelled() and future.exception() is None:
-                results[index] = self._result(records[index], future.result())
+        results = self._results(records, deliveries)
         confirmed = sum(r is not None for r in results)
         elapsed_s = round(time.monotonic() - started, 1)
         reason = unreachable(self._settings, f"publishing to {self._topic}", elapsed_s, cause)
@@ -211,11 +346,6 @@ class RecordSender:
             f"events with an eventId: the pipeline deduplicates them); {reason}",
             results,
         )
-
-    @staticmethod
-    def _result(record: OutgoingRecord, metadata: Any) -> PublishResult:
-        event_id = record.event_id or derive_event_id(metadata.topic, metadata.partition, metadata.offset)
-        return PublishResult(metadata.topic, metadata.partition, metadata.offset, event_id)
 
 
 class NotificationProducer:
