@@ -1,9 +1,10 @@
 """ReaderActor: one aiokafka consumer of the group `herald-readers`.
 
-The poll loop fetches the next batch while the previous one is applied, but applies batches strictly one after
-another: a batch is applied only after every aggregator acknowledged the one before it, so a user's events
-are never applied out of offset order even when an aggregator dies mid-call. Offsets are committed only after
-the whole batch is applied or dead-lettered.
+Up to `reader_max_inflight_batches` batches are in flight, but each aggregator gets them strictly one after
+another: the part of batch N+1 for an aggregator is sent only after that aggregator acknowledged its part of
+batch N (retrying until it does), so a user's events are never applied out of offset order even when an
+aggregator dies mid-call. Offsets are committed in batch order, each only after its whole batch is applied or
+dead-lettered.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from actors.loops import OwnedLoop
 from herald.config import Settings
-from herald.events import MAX_EVENT_BYTES, NotificationEvent
+from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_producer, start_bounded
-from herald.routing import KafkaRecord, Rejected, RoutedBatch, dlq_headers, route
+from herald.routing import KafkaRecord, Rejected, RoutedBatch, WireEvent, dlq_headers, route
 from herald.topics import DLQ_TOPIC, EVENTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class ReaderActor:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: Any = None
         self._stopping = False
-        self._inflight: asyncio.Task[None] | None = None
+        self._inflight: list[asyncio.Task[None]] = []  # batch finishers, oldest first
+        self._tails: dict[int, asyncio.Task[None]] = {}  # per aggregator: the last part sent to it
         self.assigned: list[str] = []
         self._owner = OwnedLoop()
         self._counters = {"batches": 0, "events": 0, "dead_lettered": 0, "duplicates": 0, "commits": 0}
@@ -64,6 +66,7 @@ class ReaderActor:
         """The poll loop (runs in its own concurrency group); returns after drain()."""
         self._owner.claim()
         self._stopping = False
+        self._inflight, self._tails = [], {}
         self._producer = make_producer(self._settings, client_id=f"herald-{self.name}-dlq")
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
         self._consumer = AIOKafkaConsumer(
@@ -90,43 +93,74 @@ class ReaderActor:
         assert self._consumer is not None
         while not self._stopping:
             fetched = await self._consumer.getmany(timeout_ms=200, max_records=self._settings.reader_max_records)
-            await self.finish_inflight()
             records = [r for tp in sorted(fetched, key=lambda t: t.partition) for r in fetched[tp]]
             if records:
-                self._inflight = asyncio.create_task(self._process(records))
+                await self._admit(records)
 
-    async def finish_inflight(self) -> None:
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
-
-    async def _process(self, records: list[KafkaRecord]) -> None:
+    async def _admit(self, records: list[KafkaRecord]) -> None:
+        """Start applying a batch; waits first while the in-flight bound is reached (backpressure)."""
         assert self._consumer is not None
+        while len(self._inflight) >= self._settings.reader_max_inflight_batches:
+            # Wait without taking it off the list: a rebalance meanwhile must still see (and wait for) it.
+            await asyncio.wait([self._inflight[0]])
+            while self._inflight and self._inflight[0].done():
+                self._inflight.pop(0).result()  # a failed batch stops the loop; the supervisor restarts it
         assigned = self._consumer.assignment()
         records = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
         batch = route(records, shards=self._settings.shards, actors=len(self._aggregators))
-        await asyncio.gather(*(self._apply(i, events, batch) for i, events in batch.per_actor.items()))
+        parts = []
+        for actor_index, items in batch.per_actor.items():
+            part = asyncio.create_task(self._apply_after(self._tails.get(actor_index), actor_index, items, batch))
+            self._tails[actor_index] = part
+            parts.append(part)
+        previous = self._inflight[-1] if self._inflight else None
+        self._inflight.append(asyncio.create_task(self._finish(previous, parts, batch, len(records))))
+
+    async def finish_inflight(self) -> None:
+        """Wait for every batch in flight to be applied and committed (on drain and before a rebalance)."""
+        tasks = list(self._inflight)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight = [t for t in self._inflight if t not in tasks]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def _finish(
+        self, previous: asyncio.Task[None] | None, parts: list[asyncio.Task[None]], batch: RoutedBatch, size: int
+    ) -> None:
+        await asyncio.gather(*parts)
         await self._dead_letter(batch.rejected, stage="reader")
+        if previous is not None:
+            await previous  # commits go out in batch order
         await self._commit(batch)
         self._counters["batches"] += 1
-        self._counters["events"] += len(records)
+        self._counters["events"] += size
 
-    async def _apply(self, actor_index: int, events: list[NotificationEvent], batch: RoutedBatch) -> None:
+    async def _apply_after(
+        self, previous: asyncio.Task[None] | None, actor_index: int, items: list[WireEvent], batch: RoutedBatch
+    ) -> None:
+        if previous is not None:
+            await previous  # this aggregator's part of the batch before must be applied first
+        await self._apply(actor_index, items, batch)
+
+    async def _apply(self, actor_index: int, items: list[WireEvent], batch: RoutedBatch) -> None:
         """Call the aggregator until it acknowledges; retrying is safe because applying is idempotent."""
         delay_s = 0.1
         while True:
             try:
-                result = await self._aggregators[actor_index].apply.remote(events)
+                result = await self._aggregators[actor_index].apply.remote(items)
                 break
-            except Exception as exc:  # noqa: BLE001 - any Ray failure (actor restarting, died) means try again
+            except Exception as exc:  # any Ray failure (actor restarting, died) means try again
+                if self._stopping:
+                    raise
                 self._counters["apply_retries"] += 1
                 log.warning("%s: aggregator-%d failed (%s); retrying", self.name, actor_index, exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, APPLY_RETRY_MAX_DELAY_S)
         self._counters["duplicates"] += result["duplicates"]
         rejected = []
-        for event_id, reason in result["rejected"]:
-            topic, partition, offset, key, value = batch.coordinates[event_id]
+        for wire_id, reason in result["rejected"]:
+            topic, partition, offset, key, value = batch.coordinates[wire_id]
             rejected.append(Rejected(topic, partition, offset, key, value, reason))
         await self._dead_letter(rejected, stage="aggregator")
 

@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     shards: PositiveInt = 64
     aggregators: PositiveInt | None = None
     delivery_actors: PositiveInt | None = None
-    reader_max_records: PositiveInt = 2000
+    reader_max_records: PositiveInt = Field(default=2000, le=5000)  # Lua unpack() limits ids per user per call
+    reader_max_inflight_batches: PositiveInt = 3
     outbox_shards: PositiveInt = 8
     inbox_capacity: PositiveInt = 500
     dedup_horizon_s: PositiveInt = 8 * 24 * 3600

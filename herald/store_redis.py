@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -15,8 +15,18 @@ from herald.aggregation import GroupState
 from herald.errors import StoreError
 from herald.store import UserChange, UserQuery, UserSnapshot
 
-_COMMIT_SCRIPT = importlib.resources.files("herald").joinpath("lua/commit_user.lua").read_text()
-_FIXED_KEYS = 6
+T = TypeVar("T")
+
+_SCRIPTS = importlib.resources.files("herald").joinpath("lua")
+_LOAD_SCRIPT = _SCRIPTS.joinpath("load_users.lua").read_text()
+_COMMIT_SCRIPT = _SCRIPTS.joinpath("commit_users.lua").read_text()
+# Users per script call: big enough that per-call overhead vanishes, small enough that one call holds Redis for
+# only a few milliseconds. (On Redis Cluster, calls would have to be grouped per hash slot instead.)
+USERS_PER_CALL = 200
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class RedisStore:
@@ -32,6 +42,7 @@ class RedisStore:
         self._capacity = inbox_capacity
         self._horizon_ms = dedup_horizon_ms
         self.outbox_shards = outbox_shards
+        self._load = client.register_script(_LOAD_SCRIPT)
         self._commit = client.register_script(_COMMIT_SCRIPT)
 
     @classmethod
@@ -42,34 +53,43 @@ class RedisStore:
         await self._redis.aclose()
 
     async def load(self, queries: Sequence[UserQuery]) -> list[UserSnapshot]:
+        chunks = _chunks(queries, USERS_PER_CALL)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for query in queries:
-                    pipe.get(keys.seq_key(query.user_id))
-                    if query.event_ids:
-                        pipe.zmscore(keys.seen_key(query.user_id), list(query.event_ids))
-                    if query.group_keys:
-                        pipe.mget([keys.group_state_key(query.user_id, g) for g in query.group_keys])
-                replies = iter(await pipe.execute())
+                for chunk in chunks:
+                    call_keys: list[str] = []
+                    spec = []
+                    for query in chunk:
+                        call_keys += [keys.seq_key(query.user_id), keys.seen_key(query.user_id)]
+                        call_keys += [keys.group_state_key(query.user_id, g) for g in query.group_keys]
+                        spec.append([len(query.group_keys), list(query.event_ids)])
+                    await self._load(keys=call_keys, args=[orjson.dumps(spec).decode()], client=pipe)
+                replies = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"loading user state from Redis failed: {exc}") from exc
         snapshots = []
-        for query in queries:
-            seq = int(next(replies) or 0)
-            scores = next(replies) if query.event_ids else []
-            states = next(replies) if query.group_keys else []
-            seen = frozenset(e for e, score in zip(query.event_ids, scores, strict=True) if score is not None)
-            groups = {
-                g: GroupState.from_json(orjson.loads(raw))
-                for g, raw in zip(query.group_keys, states, strict=True)
-                if raw is not None
-            }
-            snapshots.append(UserSnapshot(query.user_id, seq, seen, groups))
+        for chunk, reply in zip(chunks, replies, strict=True):
+            for query, (seq, scores, states) in zip(chunk, reply, strict=True):
+                seen = frozenset(e for e, score in zip(query.event_ids, scores or [], strict=False) if score)
+                groups = {
+                    g: GroupState.from_json(orjson.loads(raw))
+                    for g, raw in zip(query.group_keys, states or [], strict=False)
+                    if raw
+                }
+                snapshots.append(UserSnapshot(query.user_id, int(seq), seen, groups))
         return snapshots
 
-    def _script_call(self, change: UserChange, now_ms: int) -> tuple[list[str], list[str]]:
+    def _user_ops(self, change: UserChange, call_keys: list[str], blobs: list[str]) -> dict[str, Any]:
+        """The ops of one user; appends the keys they use to call_keys (indexes relative to `base`) and the
+        JSON documents they write to blobs (ARGV indexes; ARGV[1] is the ops document itself)."""
+
+        def blob(document: str) -> str:
+            blobs.append(document)
+            return str(len(blobs) + 1)
+
         user = change.user_id
-        call_keys = [
+        base = len(call_keys)
+        call_keys += [
             keys.seq_key(user),
             keys.seen_key(user),
             keys.inbox_key(user),
@@ -80,41 +100,52 @@ class RedisStore:
         groups = []
         for group, (state, ttl_ms) in change.groups.items():
             call_keys.append(keys.group_state_key(user, group))
-            groups.append([str(len(call_keys)), orjson.dumps(state.to_json()).decode(), str(max(ttl_ms, 1))])
-        outbox_index: dict[str, str] = {}
+            groups.append(
+                [str(len(call_keys) - base), blob(orjson.dumps(state.to_json()).decode()), str(max(ttl_ms, 1))]
+            )
+        bodies = {b["id"]: blob(orjson.dumps(b).decode()) for b in change.notifications}
+        streams: dict[str, str] = {}
         outbox = []
         shard = keys.outbox_shard_of(user, self.outbox_shards)
         for entry in change.outbox:
             stream = keys.outbox_key(entry.channel, shard)
-            if stream not in outbox_index:
+            if stream not in streams:
                 call_keys.append(stream)
-                outbox_index[stream] = str(len(call_keys))
-            outbox.append([outbox_index[stream], entry.delivery_id, user, orjson.dumps(entry.payload).decode()])
-        ops = {
+                streams[stream] = str(len(call_keys) - base)
+            payload = bodies.get(entry.payload["id"]) or blob(orjson.dumps(entry.payload).decode())
+            outbox.append([streams[stream], entry.delivery_id, user, payload])
+        return {
+            "base": str(base),
+            "expected": str(change.expected_seq),
             "seq": str(change.new_seq),
-            "now": str(now_ms),
-            "horizon": str(self._horizon_ms),
-            "cap": str(self._capacity),
             "seen": change.seen_event_ids,
             "groups": groups,
-            "notes": [[b["id"], str(b["cursor"]), orjson.dumps(b).decode()] for b in change.notifications],
+            "notes": [[b["id"], str(b["cursor"]), bodies[b["id"]]] for b in change.notifications],
             "read": change.read_ids,
             "deleted": change.deleted_ids,
-            "prefs": orjson.dumps(change.preferences).decode() if change.preferences is not None else None,
+            "prefs": blob(orjson.dumps(change.preferences).decode()) if change.preferences is not None else None,
             "outbox": outbox,
         }
-        return call_keys, [str(change.expected_seq), orjson.dumps(ops).decode()]
 
     async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:
+        chunks = _chunks(changes, USERS_PER_CALL)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for change in changes:
-                    call_keys, args = self._script_call(change, now_ms)
-                    await self._commit(keys=call_keys, args=args, client=pipe)
+                for chunk in chunks:
+                    call_keys: list[str] = []
+                    blobs: list[str] = []
+                    users = [self._user_ops(change, call_keys, blobs) for change in chunk]
+                    batch = {
+                        "now": str(now_ms),
+                        "horizon": str(self._horizon_ms),
+                        "cap": str(self._capacity),
+                        "users": users,
+                    }
+                    await self._commit(keys=call_keys, args=[orjson.dumps(batch).decode(), *blobs], client=pipe)
                 replies = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"committing to Redis failed: {exc}") from exc
-        return [int(r) == 1 for r in replies]
+        return [int(flag) == 1 for reply in replies for flag in reply]
 
     async def _views(self, user_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         if not ids:

@@ -1,0 +1,86 @@
+-- Applies the batch changes of many users; each user's change is applied whole or not at all, guarded by that
+-- user's sequence number (compare-and-set), and the script as a whole is atomic.
+-- KEYS, per user: seq, seen, inbox, bodies, unread, prefs, then the group and outbox keys its ops refer to.
+-- ARGV[1]: JSON {now, horizon, cap, users: [ops...]} with numbers as strings. Bodies and group states are not
+-- in it: they are ARGV entries of their own, named by index, so cjson never parses (or re-encodes) them and a
+-- body shared by the inbox and the outbox is sent once. Each ops: {base = index of its first key - 1,
+-- expected, seq, seen, groups, notes, read, deleted, prefs, outbox}; keys are named relative to base.
+-- Reply: per user, 1 applied or 0 refused (stale sequence number).
+local batch = cjson.decode(ARGV[1])
+local now = tonumber(batch.now)
+local horizon = tonumber(batch.horizon)
+local cap = tonumber(batch.cap)
+local results = {}
+
+local function apply(ops, key)
+  redis.call('SET', key(1), ops.seq)
+
+  if #ops.seen > 0 then
+    local pairs_ = {}
+    for i, event_id in ipairs(ops.seen) do
+      pairs_[2 * i - 1] = now
+      pairs_[2 * i] = event_id
+    end
+    redis.call('ZADD', key(2), unpack(pairs_))
+    -- Forgetting ids older than the horizon can wait: doing it on every 16th change keeps the set bounded
+    -- for two commands fewer per change.
+    if tonumber(ops.expected) == 0 or tonumber(ops.seq) % 16 < 2 then
+      redis.call('ZREMRANGEBYSCORE', key(2), '-inf', now - horizon)
+      redis.call('PEXPIRE', key(2), horizon)
+    end
+  end
+
+  for _, group in ipairs(ops.groups) do
+    redis.call('SET', key(tonumber(group[1])), ARGV[tonumber(group[2])], 'PX', group[3])
+  end
+
+  for _, note in ipairs(ops.notes) do
+    redis.call('HSET', key(4), note[1], ARGV[tonumber(note[3])])
+    redis.call('ZADD', key(3), note[2], note[1])
+    redis.call('SADD', key(5), note[1])
+  end
+
+  for _, id in ipairs(ops.read) do
+    redis.call('SREM', key(5), id)
+  end
+  for _, id in ipairs(ops.deleted) do
+    redis.call('ZREM', key(3), id)
+    redis.call('HDEL', key(4), id)
+    redis.call('SREM', key(5), id)
+  end
+  if ops.prefs ~= cjson.null and ops.prefs ~= nil then
+    redis.call('SET', key(6), ARGV[tonumber(ops.prefs)])
+  end
+
+  -- Keep the inbox bounded: the oldest notifications fall off, with their bodies and unread marks.
+  if #ops.notes > 0 then
+    local size = redis.call('ZCARD', key(3))
+    if size > cap then
+      local stale = redis.call('ZRANGE', key(3), 0, size - cap - 1)
+      for _, id in ipairs(stale) do
+        redis.call('ZREM', key(3), id)
+        redis.call('HDEL', key(4), id)
+        redis.call('SREM', key(5), id)
+      end
+    end
+  end
+
+  for _, entry in ipairs(ops.outbox) do
+    redis.call('XADD', key(tonumber(entry[1])), '*', 'id', entry[2], 'u', entry[3], 'd', ARGV[tonumber(entry[4])])
+  end
+end
+
+for i, ops in ipairs(batch.users) do
+  local base = tonumber(ops.base)
+  local function key(index)
+    return KEYS[base + index]
+  end
+  local current = tonumber(redis.call('GET', key(1)) or '0')
+  if current == tonumber(ops.expected) then
+    apply(ops, key)
+    results[i] = 1
+  else
+    results[i] = 0
+  end
+end
+return results
