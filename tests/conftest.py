@@ -6,6 +6,8 @@ import pytest
 
 from herald.config import Settings, load_settings
 
+pytest_plugins = ["tests.support.gateway_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:

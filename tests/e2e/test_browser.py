@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from herald.auth import mint_token
 from herald.config import Settings
 from herald.gateway import Gateway
 from herald.gateway.http import STATIC_DIR, VENDOR_CLIENT
-from tests.integration.gateway_harness import Emitter, Seeder, gateway_settings, new_user, running_gateway
+from tests.integration.gateway_harness import Emitter, Seeder, gateway_settings, new_user
 from tests.support.events import make_event
 
 pytestmark = pytest.mark.e2e
@@ -49,12 +48,6 @@ def node() -> str:
 @pytest.fixture(scope="module")
 def settings() -> Settings:
     return gateway_settings()
-
-
-@pytest.fixture
-async def gateway(settings: Settings) -> AsyncIterator[tuple[Gateway, str]]:
-    async with running_gateway(settings) as running:
-        yield running
 
 
 async def _next_step(proc: asyncio.subprocess.Process, name: str) -> dict[str, Any]:

@@ -46,19 +46,6 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def gateway(settings: Settings) -> AsyncIterator[tuple[Gateway, str]]:
-    async with running_gateway(settings) as running:
-        yield running
-
-
-@pytest.fixture
-async def emitter(settings: Settings) -> AsyncIterator[Emitter]:
-    emitter = Emitter(settings)
-    yield emitter
-    await emitter.close()
-
-
-@pytest.fixture
 async def seeder(settings: Settings) -> AsyncIterator[Seeder]:
     seeder = Seeder(settings)
     yield seeder

@@ -8,7 +8,7 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from tests.integration.gateway_harness import (
     expired_token,
     gateway_settings,
     new_user,
-    running_gateway,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,19 +45,6 @@ def node() -> str:
 @pytest.fixture(scope="module")
 def settings() -> Settings:
     return gateway_settings()
-
-
-@pytest.fixture
-async def gateway(settings: Settings) -> AsyncIterator[tuple[Gateway, str]]:
-    async with running_gateway(settings) as running:
-        yield running
-
-
-@pytest.fixture
-async def emitter(settings: Settings) -> AsyncIterator[Emitter]:
-    emitter = Emitter(settings)
-    yield emitter
-    await emitter.close()
 
 
 class NodeClient:

@@ -11,27 +11,12 @@ import pytest
 
 from herald.events import EventType, decode_event, derive_event_id
 from tests.integration.conftest import ConsumerFactory, TopicFactory
+from tests.support.events import design_example
 
 pytestmark = pytest.mark.integration
 
 # DESIGN section 4's example as the existing application sends it: no eventId.
-EXAMPLE = {
-    "type": "NOTIFICATION_CREATED",
-    "userId": "user123",
-    "notification": {
-        "type": "POST_LIKED",
-        "actor": {"id": "u42", "name": "John", "avatarUrl": "https://cdn.example/u42.png"},
-        "target": {"type": "post", "id": "p456", "title": "My trip"},
-        "title": "optional",
-        "message": "optional",
-        "data": {},
-    },
-    "channels": ["IN_APP", "PUSH", "EMAIL", "SMS"],
-    "priority": "NORMAL",
-    "timestamp": "2026-11-26T10:00:00.000Z",
-    "source": "api",
-    "metadata": {"rooms": ["user:user123", "notifications:user123"], "requiresRealtime": True},
-}
+EXAMPLE = design_example(event_id=None)
 
 
 async def test_kcat_produced_event_decodes(

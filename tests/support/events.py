@@ -56,3 +56,29 @@ def make_event(**kwargs: Any) -> NotificationEvent:
     wire = event_dict(**kwargs)
     wire.setdefault("eventId", f"e{next(_ids)}")
     return NotificationEvent.model_validate(wire)
+
+
+def design_example(*, event_id: str | None = "0b9f6c1e-1") -> dict[str, Any]:
+    """DESIGN.md section 4's example event, verbatim apart from the elided strings; without eventId as the
+    existing application sends it when `event_id` is None."""
+    example: dict[str, Any] = {
+        "type": "NOTIFICATION_CREATED",
+        "eventId": event_id,
+        "userId": "user123",
+        "notification": {
+            "type": "POST_LIKED",
+            "actor": {"id": "u42", "name": "John", "avatarUrl": "https://cdn.example/u42.png"},
+            "target": {"type": "post", "id": "p456", "title": "My trip"},
+            "title": "optional",
+            "message": "optional",
+            "data": {},
+        },
+        "channels": ["IN_APP", "PUSH", "EMAIL", "SMS"],
+        "priority": "NORMAL",
+        "timestamp": "2026-11-26T10:00:00.000Z",
+        "source": "api",
+        "metadata": {"rooms": ["user:user123", "notifications:user123"], "requiresRealtime": True},
+    }
+    if event_id is None:
+        del example["eventId"]
+    return example

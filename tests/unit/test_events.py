@@ -21,28 +21,7 @@ from herald.events import (
     event_json_schema,
     validate_event,
 )
-
-
-def design_example() -> dict[str, Any]:
-    """DESIGN.md section 4, verbatim apart from the elided strings."""
-    return {
-        "type": "NOTIFICATION_CREATED",
-        "eventId": "0b9f6c1e-1",
-        "userId": "user123",
-        "notification": {
-            "type": "POST_LIKED",
-            "actor": {"id": "u42", "name": "John", "avatarUrl": "https://cdn.example/u42.png"},
-            "target": {"type": "post", "id": "p456", "title": "My trip"},
-            "title": "optional",
-            "message": "optional",
-            "data": {},
-        },
-        "channels": ["IN_APP", "PUSH", "EMAIL", "SMS"],
-        "priority": "NORMAL",
-        "timestamp": "2026-11-26T10:00:00.000Z",
-        "source": "api",
-        "metadata": {"rooms": ["user:user123", "notifications:user123"], "requiresRealtime": True},
-    }
+from tests.support.events import design_example
 
 
 def raw(data: Any) -> bytes:
