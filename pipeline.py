@@ -114,15 +114,21 @@ class Pipeline:
         return self
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
-        """Block until every reader polls and every gateway serves, so `start()` returns a working system."""
+        """Block until every reader polls with its share of the partitions and every gateway serves.
+
+        Waiting for the consumer group to settle matters: until it has, events sit unread, and the first ones
+        published after start() would see seconds of latency.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             status = self.status()
             pending = [h for group in ("readers", "gateways") for h in status[group] if not h.get("ok")]
-            if not pending:
+            assigned = [len(r.get("partitions", [])) for r in status["readers"]]
+            settled = sum(assigned) == self.settings.events_partitions and all(assigned)
+            if not pending and settled:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"pipeline not ready after {timeout_s:g}s: {pending}")
+                raise RuntimeError(f"pipeline not ready after {timeout_s:g}s: {pending or status['readers']}")
             self.supervise_once(0.5)
 
     def reconcile_nodes(self) -> None:

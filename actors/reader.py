@@ -38,6 +38,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         # Finish what is in flight and commit it, so the next owner does not redo it.
         await self._reader.finish_inflight()
+        self._reader.assigned = []
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._reader.assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)

@@ -23,6 +23,7 @@ from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
 log = logging.getLogger(__name__)
 
 Entry = tuple[str, str, dict[str, str], int]  # stream, entry id, fields, deliveries tried before
+MAX_SETTLING_BATCHES = 8
 OutcomeSink = Callable[[Sequence[tuple[Outcome, DeliveryJob]]], Awaitable[None]]
 
 
@@ -60,6 +61,9 @@ class OutboxWorker:
         self._reclaim_idle_ms = reclaim_idle_ms
         self._limit = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
+        # Receipts and acknowledgements of delivered batches, finishing while the next batch is read: a
+        # delivery never waits for the previous batch's receipts to reach Kafka.
+        self._settling: set[asyncio.Task[None]] = set()
         self.stats = OutboxStats()
 
     async def ensure_groups(self) -> None:
@@ -87,9 +91,10 @@ class OutboxWorker:
                 started = loop.time()
                 handled = await self._read_and_deliver()
                 since_reclaim -= loop.time() - started
-                if until_empty and handled == 0:
+                if until_empty and handled == 0 and not self._settling:
                     return
         finally:
+            await asyncio.gather(*self._settling, return_exceptions=True)
             await self._provider.close()
 
     async def _read_and_deliver(self) -> int:
@@ -152,13 +157,27 @@ class OutboxWorker:
                 return await self._provider.deliver(job), job
 
         results = await asyncio.gather(*(one(e) for e in entries))
-        await self._on_outcomes(results)
         for outcome, _job in results:
             if outcome.delivered:
                 self.stats.delivered += 1
                 self.stats.recent_latency_ms = [*self.stats.recent_latency_ms[-99:], outcome.latency_ms]
             else:
                 self.stats.failed += 1
+        settle = asyncio.create_task(self._settle(entries, results))
+        self._settling.add(settle)
+        settle.add_done_callback(self._settling.discard)
+        if len(self._settling) >= MAX_SETTLING_BATCHES:
+            await asyncio.wait(self._settling, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _settle(self, entries: list[Entry], results: list[tuple[Outcome, DeliveryJob]]) -> None:
+        """Record the outcomes (receipts, dead letters), then acknowledge. If recording fails the entries stay
+        pending and are delivered again after `reclaim_idle_ms`: at-least-once, deduplicated by clients."""
+        try:
+            await self._on_outcomes(results)
+        except Exception as exc:  # noqa: BLE001 - whatever the sink raised, the entries stay pending and come back
+            self.stats.last_error = f"recording outcomes failed: {exc}"
+            log.warning("outbox: %s", self.stats.last_error)
+            return
         await self._acknowledge(entries)
 
     async def _acknowledge(self, entries: list[Entry]) -> None:
