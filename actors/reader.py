@@ -3,8 +3,9 @@
 Up to `reader_max_inflight_batches` batches are in flight, but each aggregator gets them strictly one after
 another: the part of batch N+1 for an aggregator is sent only after that aggregator acknowledged its part of
 batch N (retrying until it does), so a user's events are never applied out of offset order even when an
-aggregator dies mid-call. Offsets are committed in batch order, each only after its whole batch is applied or
-dead-lettered.
+aggregator dies mid-call. A batch's offsets become committable only after the whole batch (and every batch
+before it) is applied or dead-lettered; they are committed every COMMIT_INTERVAL_S and whenever partitions are
+revoked or the reader drains, so a commit round trip never sits on the path of an event.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 READER_GROUP = "herald-readers"
 APPLY_RETRY_MAX_DELAY_S = 5.0
+COMMIT_INTERVAL_S = 0.2
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -54,6 +56,7 @@ class ReaderActor:
         self._stopping = False
         self._inflight: list[asyncio.Task[None]] = []  # batch finishers, oldest first
         self._tails: dict[int, asyncio.Task[None]] = {}  # per aggregator: the last part sent to it
+        self._committable: dict[TopicPartition, int] = {}  # applied but not yet committed
         self.assigned: list[str] = []
         self._owner = OwnedLoop()
         self._counters = {"batches": 0, "events": 0, "dead_lettered": 0, "duplicates": 0, "commits": 0}
@@ -67,7 +70,7 @@ class ReaderActor:
         """The poll loop (runs in its own concurrency group); returns after drain()."""
         self._owner.claim()
         self._stopping = False
-        self._inflight, self._tails = [], {}
+        self._inflight, self._tails, self._committable = [], {}, {}
         self._producer = make_producer(self._settings, client_id=f"herald-{self.name}-dlq")
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
         self._consumer = AIOKafkaConsumer(
@@ -92,11 +95,16 @@ class ReaderActor:
 
     async def _poll_loop(self) -> None:
         assert self._consumer is not None
+        loop = asyncio.get_running_loop()
+        next_commit = loop.time() + COMMIT_INTERVAL_S
         while not self._stopping:
             fetched = await self._consumer.getmany(timeout_ms=200, max_records=self._settings.reader_max_records)
             records = [r for tp in sorted(fetched, key=lambda t: t.partition) for r in fetched[tp]]
             if records:
                 await self._admit(records)
+            if loop.time() >= next_commit:
+                next_commit = loop.time() + COMMIT_INTERVAL_S
+                await self._commit()
 
     async def _admit(self, records: list[KafkaRecord]) -> None:
         """Start applying a batch; waits first while the in-flight bound is reached (backpressure)."""
@@ -118,10 +126,11 @@ class ReaderActor:
         self._inflight.append(asyncio.create_task(self._finish(previous, parts, batch, len(records))))
 
     async def finish_inflight(self) -> None:
-        """Wait for every batch in flight to be applied and committed (on drain and before a rebalance)."""
+        """Wait for every batch in flight to be applied, then commit (on drain and before a rebalance)."""
         tasks = list(self._inflight)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight = [t for t in self._inflight if t not in tasks]
+        await self._commit()
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -132,8 +141,9 @@ class ReaderActor:
         await asyncio.gather(*parts)
         await self._dead_letter(batch.rejected, stage="reader")
         if previous is not None:
-            await previous  # commits go out in batch order
-        await self._commit(batch)
+            await previous  # offsets become committable in batch order
+        for (topic, partition), offset in batch.commit_offsets.items():
+            self._committable[TopicPartition(topic, partition)] = offset
         self._counters["batches"] += 1
         self._counters["events"] += size
 
@@ -174,14 +184,13 @@ class ReaderActor:
             await future  # the offset is committed only once the DLQ holds the record
         self._counters["dead_lettered"] += len(rejected)
 
-    async def _commit(self, batch: RoutedBatch) -> None:
-        assert self._consumer is not None
+    async def _commit(self) -> None:
+        """Commit what is applied, for the partitions this reader still owns."""
+        if self._consumer is None or not self._committable:
+            return
+        pending, self._committable = self._committable, {}
         assigned = self._consumer.assignment()
-        offsets = {
-            TopicPartition(topic, partition): offset
-            for (topic, partition), offset in batch.commit_offsets.items()
-            if TopicPartition(topic, partition) in assigned
-        }
+        offsets = {tp: offset for tp, offset in pending.items() if tp in assigned}
         if not offsets:
             return
         try:
