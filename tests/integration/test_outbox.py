@@ -13,8 +13,11 @@ from herald import keys
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
 from herald.config import Settings
 from herald.outbox import OutboxWorker
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
+
+RECLAIM_IDLE_MS = 50
 
 
 class RecordingProvider(ChannelProvider):
@@ -46,9 +49,20 @@ async def test_pending_entries_of_a_dead_consumer_are_reclaimed(settings: Settin
         claimed: Any = await client.xreadgroup(keys.OUTBOX_GROUP, "dead", {stream: ">"}, count=10)
         assert len(claimed[0][1]) == 5
 
+        async def least_idle_ms() -> int:
+            pending = await client.xpending_range(stream, keys.OUTBOX_GROUP, min="-", max="+", count=10)
+            return min(int(p["time_since_delivered"]) for p in pending)
+
+        # Reclaiming takes entries idle for at least reclaim_idle_ms: wait until they are, not a fixed time.
+        await eventually(least_idle_ms, lambda idle_ms: idle_ms >= RECLAIM_IDLE_MS, timeout_s=10, interval_s=0.01)
         survivor_provider = RecordingProvider(channel)
         survivor = OutboxWorker(
-            client, survivor_provider, consumer_name="survivor", outbox_shards=1, on_outcomes=record, reclaim_idle_ms=1
+            client,
+            survivor_provider,
+            consumer_name="survivor",
+            outbox_shards=1,
+            on_outcomes=record,
+            reclaim_idle_ms=RECLAIM_IDLE_MS,
         )
         await survivor.run(until_empty=True)
         assert sorted(j.delivery_id for j in survivor_provider.sent) == [f"n{i}:1:{channel}" for i in range(5)]
