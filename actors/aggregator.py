@@ -6,10 +6,8 @@ import os
 import time
 from typing import Any
 
-from herald.applier import Aggregator, ApplyReport
+from herald.applier import Aggregator, ApplyReport, PreparedEvent
 from herald.config import Settings
-from herald.errors import InvalidEventError
-from herald.routing import WireEvent, decode_wire
 from herald.store_redis import RedisStore
 
 
@@ -36,22 +34,11 @@ class AggregatorActor:
         self._totals = ApplyReport()
         self._batches = 0
 
-    async def apply(self, items: list[WireEvent]) -> dict[str, Any]:
-        """Apply one batch; returns counters and the (eventId, reason) of events the domain rejected."""
-        events = []
-        wire_ids: dict[int, str] = {}  # id(event) -> the record's derived id, which the reader knows it by
-        undecodable = []
-        for item in items:
-            try:
-                event = decode_wire(item)
-            except InvalidEventError as exc:  # the reader validated it; only a schema change between them lands here
-                undecodable.append((item[1], str(exc)))
-                continue
-            events.append(event)
-            wire_ids[id(event)] = item[1]
-        report = await self._aggregator.apply(events)
+    async def apply(self, events: list[PreparedEvent]) -> dict[str, Any]:
+        """Apply one batch; returns counters and the (wire id, reason) of events the domain rejected."""
+        report = await self._aggregator.apply_prepared(events)
         self._batches += 1
-        rejected = undecodable + [(wire_ids[id(e)], reason) for e, reason in report.rejected]
+        rejected = [(e.wire_id or e.event_id, reason) for e, reason in report.rejected]
         report.rejected = []
         self._totals.merge(report)
         return {

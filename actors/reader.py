@@ -20,10 +20,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from actors.loops import OwnedLoop
+from herald.applier import PreparedEvent
 from herald.config import Settings
 from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_producer, start_bounded
-from herald.routing import KafkaRecord, Rejected, RoutedBatch, WireEvent, dlq_headers, route
+from herald.routing import KafkaRecord, Rejected, RoutedBatch, dlq_headers, route
 from herald.topics import DLQ_TOPIC, EVENTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -148,13 +149,13 @@ class ReaderActor:
         self._counters["events"] += size
 
     async def _apply_after(
-        self, previous: asyncio.Task[None] | None, actor_index: int, items: list[WireEvent], batch: RoutedBatch
+        self, previous: asyncio.Task[None] | None, actor_index: int, items: list[PreparedEvent], batch: RoutedBatch
     ) -> None:
         if previous is not None:
             await previous  # this aggregator's part of the batch before must be applied first
         await self._apply(actor_index, items, batch)
 
-    async def _apply(self, actor_index: int, items: list[WireEvent], batch: RoutedBatch) -> None:
+    async def _apply(self, actor_index: int, items: list[PreparedEvent], batch: RoutedBatch) -> None:
         """Call the aggregator until it acknowledges; retrying is safe because applying is idempotent."""
         delay_s = 0.1
         while True:

@@ -38,7 +38,7 @@ class ApplyReport:
     duplicates: int = 0
     notifications_changed: int = 0
     conflicts_retried: int = 0
-    rejected: list[tuple[NotificationEvent, str]] = field(default_factory=list)
+    rejected: list[tuple[PreparedEvent, str]] = field(default_factory=list)
 
     def merge(self, other: ApplyReport) -> None:
         self.applied += other.applied
@@ -52,19 +52,38 @@ def iso_ms(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def occurrence_of(event: NotificationEvent) -> Occurrence:
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """What applying needs of one validated event, in plain Python types.
+
+    This is what crosses the reader -> aggregator boundary: it pickles several times faster than the pydantic
+    model, and building it once at the reader spares the aggregator a second parse.
+    """
+
+    event_id: str
+    user_id: str
+    type: str
+    priority: str
+    channels: tuple[str, ...]
+    occurrence: Occurrence | None = None  # NOTIFICATION_CREATED
+    notification_ids: list[str] | None = None  # NOTIFICATION_READ / NOTIFICATION_DELETED, when well formed
+    preferences: dict[str, Any] | None = None  # PREFERENCES_UPDATED, when well formed
+    wire_id: str | None = None  # the id the reader knows the Kafka record by (for dead-lettering)
+
+
+def _occurrence(event: NotificationEvent, event_id: str) -> Occurrence | None:
     body = event.notification
-    if body is None or event.event_id is None:
-        raise ValueError("occurrence_of needs a NOTIFICATION_CREATED event with an event id")
+    if body is None:
+        return None
     actor = ActorInfo(body.actor.id, body.actor.name, body.actor.avatar_url) if body.actor else None
     target = None
     if body.target is not None:
-        # Built by hand: model_dump is the slowest step of folding an event, and a target is three fields.
+        # Built by hand: model_dump is the slowest step of preparing an event, and a target is three fields.
         target = {**(body.target.model_extra or {}), "type": body.target.type, "id": body.target.id}
         if body.target.title is not None:
             target["title"] = body.target.title
     return Occurrence(
-        event_id=event.event_id,
+        event_id=event_id,
         user_id=event.user_id,
         notification_type=body.type,
         target=target,
@@ -76,15 +95,37 @@ def occurrence_of(event: NotificationEvent) -> Occurrence:
     )
 
 
-def _referenced_ids(event: NotificationEvent) -> list[str]:
-    """Ids a READ/DELETED event names: `notificationIds` at the top level or in notification.data."""
-    extra = event.model_extra or {}
-    ids = extra.get("notificationIds")
-    if ids is None and event.notification is not None:
-        ids = event.notification.data.get("notificationIds")
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+def _extra_field(event: NotificationEvent, name: str) -> Any:
+    """A field of READ/DELETED/PREFERENCES events: at the top level, or in notification.data."""
+    value = (event.model_extra or {}).get(name)
+    if value is None and event.notification is not None:
+        value = event.notification.data.get(name)
+    return value
+
+
+def prepare(event: NotificationEvent, *, wire_id: str | None = None) -> PreparedEvent:
+    """Reduce a validated event (with an event id) to what applying it needs."""
+    if event.event_id is None:
+        raise ValueError("an event needs an eventId (or Kafka coordinates to derive one) before it is applied")
+    ids = _extra_field(event, "notificationIds")
+    preferences = _extra_field(event, "preferences")
+    return PreparedEvent(
+        event_id=event.event_id,
+        user_id=event.user_id,
+        type=str(event.type),
+        priority=str(event.priority),
+        channels=tuple(str(c) for c in event.channels),
+        occurrence=_occurrence(event, event.event_id) if event.type == "NOTIFICATION_CREATED" else None,
+        notification_ids=ids if isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids) else None,
+        preferences=preferences if isinstance(preferences, dict) else None,
+        wire_id=wire_id,
+    )
+
+
+def _referenced_ids(event: PreparedEvent) -> list[str]:
+    if event.notification_ids is None:
         raise ValueError("needs a non-empty list of strings `notificationIds`")
-    return ids
+    return event.notification_ids
 
 
 @dataclass
@@ -97,18 +138,18 @@ class _UserFold:
     changed_groups: set[str] = field(default_factory=set)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # notification id -> body, last touch order
     channels: dict[str, set[str]] = field(default_factory=dict)
-    priorities: dict[str, str] = field(default_factory=dict)  # values are Priority members (StrEnum)
+    priorities: dict[str, str] = field(default_factory=dict)
     read_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
     preferences: dict[str, Any] | None = None
     duplicates: int = 0
-    rejected: list[tuple[NotificationEvent, str]] = field(default_factory=list)
+    rejected: list[tuple[PreparedEvent, str]] = field(default_factory=list)
 
-    def touch(self, body: dict[str, Any], event: NotificationEvent) -> None:
+    def touch(self, body: dict[str, Any], event: PreparedEvent) -> None:
         notification_id = body["id"]
         self.bodies.pop(notification_id, None)  # re-insert so dict order is the order of last change
         self.bodies[notification_id] = body
-        self.channels.setdefault(notification_id, set()).update(event.channels)  # StrEnum: members are str
+        self.channels.setdefault(notification_id, set()).update(event.channels)
         self.priorities[notification_id] = event.priority
 
 
@@ -129,7 +170,7 @@ class Aggregator:
         self._rules = rules
         self._late_allowance_ms = late_allowance_ms
         self._delivery_channels = frozenset(delivery_channels)
-        self._handlers: dict[str, Callable[[_UserFold, NotificationEvent], None]] = {
+        self._handlers: dict[str, Callable[[_UserFold, PreparedEvent], None]] = {
             "NOTIFICATION_CREATED": self._on_created,
             "NOTIFICATION_READ": self._on_read,
             "NOTIFICATION_DELETED": self._on_deleted,
@@ -137,8 +178,12 @@ class Aggregator:
         }
 
     async def apply(self, events: Sequence[NotificationEvent]) -> ApplyReport:
-        """Apply events (each with an event_id) in order; per-user order is preserved."""
-        by_user: dict[str, list[NotificationEvent]] = {}
+        """Apply validated events (each with an event_id) in order; per-user order is preserved."""
+        return await self.apply_prepared([prepare(event) for event in events])
+
+    async def apply_prepared(self, events: Sequence[PreparedEvent]) -> ApplyReport:
+        """apply() for events already reduced by prepare() (what the reader sends the aggregator actors)."""
+        by_user: dict[str, list[PreparedEvent]] = {}
         for event in events:
             by_user.setdefault(event.user_id, []).append(event)
         report = ApplyReport()
@@ -149,7 +194,7 @@ class Aggregator:
             changes = [self._change_of(fold, now_ms) for fold in folds]
             to_commit = [c for c in changes if not c.is_empty]
             results = iter(await self._store.commit(to_commit, now_ms=now_ms)) if to_commit else iter(())
-            retry: dict[str, list[NotificationEvent]] = {}
+            retry: dict[str, list[PreparedEvent]] = {}
             for fold, change in zip(folds, changes, strict=True):
                 if not change.is_empty and not next(results):
                     retry[change.user_id] = pending[change.user_id]
@@ -164,10 +209,9 @@ class Aggregator:
             pending = retry
         raise StoreError(f"gave up after {MAX_COMMIT_ATTEMPTS} conflicting commits for {len(pending)} users")
 
-    async def _fold_all(self, by_user: Mapping[str, list[NotificationEvent]]) -> list[_UserFold]:
+    async def _fold_all(self, by_user: Mapping[str, list[PreparedEvent]]) -> list[_UserFold]:
         queries = [
-            UserQuery(user_id, [e.event_id for e in evs if e.event_id], self._group_keys(evs))
-            for user_id, evs in by_user.items()
+            UserQuery(user_id, [e.event_id for e in evs], self._group_keys(evs)) for user_id, evs in by_user.items()
         ]
         snapshots = await self._store.load(queries)
         folds = []
@@ -178,33 +222,32 @@ class Aggregator:
             folds.append(fold)
         return folds
 
-    def _group_keys(self, events: Iterable[NotificationEvent]) -> list[str]:
+    def _group_keys(self, events: Iterable[PreparedEvent]) -> list[str]:
         keys = {
-            group_key(e.notification.type, e.notification.target.id if e.notification.target else "")
+            group_key(e.occurrence.notification_type, e.occurrence.target_id)
             for e in events
-            if e.notification is not None and e.notification.type in self._rules
+            if e.occurrence is not None and e.occurrence.notification_type in self._rules
         }
         return sorted(keys)
 
-    def _fold_one(self, fold: _UserFold, event: NotificationEvent) -> None:
+    def _fold_one(self, fold: _UserFold, event: PreparedEvent) -> None:
         event_id = event.event_id
-        if event_id is None:
-            fold.rejected.append((event, "event has no eventId and no Kafka coordinates to derive one"))
-            return
         if event_id in fold.snapshot.seen or event_id in fold.seen_now:
             fold.duplicates += 1
             return
         # Rejected events are marked seen too: a replay must not dead-letter them a second time.
         fold.seen_now.append(event_id)
         try:
-            self._handlers[event.type.value](fold, event)
+            self._handlers[event.type](fold, event)
         except ValueError as exc:
-            fold.rejected.append((event, f"{event.type.value}: {exc}"))
+            fold.rejected.append((event, f"{event.type}: {exc}"))
 
-    def _on_created(self, fold: _UserFold, event: NotificationEvent) -> None:
-        occurrence = occurrence_of(event)
+    def _on_created(self, fold: _UserFold, event: PreparedEvent) -> None:
+        occurrence = event.occurrence
+        if occurrence is None:
+            raise ValueError("needs a `notification`")
         rule = self._rules.get(occurrence.notification_type)
-        if rule is None or event.priority.value == "URGENT":
+        if rule is None or event.priority == "URGENT":
             fold.touch(render_single(occurrence), event)
             return
         key = group_key(occurrence.notification_type, occurrence.target_id)
@@ -225,23 +268,19 @@ class Aggregator:
         fold.changed_groups.add(key)
         fold.touch(render_group(rule, state), event)
 
-    def _on_read(self, fold: _UserFold, event: NotificationEvent) -> None:
+    def _on_read(self, fold: _UserFold, event: PreparedEvent) -> None:
         fold.read_ids.extend(_referenced_ids(event))
 
-    def _on_deleted(self, fold: _UserFold, event: NotificationEvent) -> None:
+    def _on_deleted(self, fold: _UserFold, event: PreparedEvent) -> None:
         ids = _referenced_ids(event)
         fold.deleted_ids.extend(ids)
         for notification_id in ids:
             fold.bodies.pop(notification_id, None)
 
-    def _on_preferences(self, fold: _UserFold, event: NotificationEvent) -> None:
-        extra = event.model_extra or {}
-        preferences = extra.get("preferences")
-        if preferences is None and event.notification is not None:
-            preferences = event.notification.data.get("preferences")
-        if not isinstance(preferences, dict):
+    def _on_preferences(self, fold: _UserFold, event: PreparedEvent) -> None:
+        if event.preferences is None:
             raise ValueError("needs an object `preferences`")
-        fold.preferences = preferences
+        fold.preferences = event.preferences
 
     def _change_of(self, fold: _UserFold, now_ms: int) -> UserChange:
         snapshot = fold.snapshot

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from herald.applier import PreparedEvent, prepare
 from herald.errors import InvalidEventError
-from herald.events import NotificationEvent, decode_event, derive_event_id
+from herald.events import decode_event, derive_event_id
 from herald.keys import stable_hash
 
 
@@ -39,19 +40,9 @@ class Rejected:
     reason: str
 
 
-# What crosses the actor boundary: the validated record's bytes and the id to use when it carries no eventId.
-# Bytes pickle ~25x faster than pydantic models, so decoding again on the other side is the cheaper way.
-WireEvent = tuple[bytes, str]
-
-
-def decode_wire(item: WireEvent) -> NotificationEvent:
-    raw, fallback_event_id = item
-    return decode_event(raw, fallback_event_id=fallback_event_id)
-
-
 @dataclass
 class RoutedBatch:
-    per_actor: dict[int, list[WireEvent]] = field(default_factory=dict)
+    per_actor: dict[int, list[PreparedEvent]] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
     commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
     # Keyed by the id derived from the record's coordinates: unique per record, unlike a producer's eventId.
@@ -87,14 +78,14 @@ def route(records: Iterable[KafkaRecord], *, shards: int, actors: int) -> Routed
             )
             continue
         actor = actor_of_shard(shard_of(event.user_id, shards), actors)
-        batch.per_actor.setdefault(actor, []).append((record.value, fallback_event_id))
+        batch.per_actor.setdefault(actor, []).append(prepare(event, wire_id=fallback_event_id))
         batch.coordinates[fallback_event_id] = (
-                record.topic,
-                record.partition,
-                record.offset,
-                record.key,
-                record.value,
-            )
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+        )
     return batch
 
 

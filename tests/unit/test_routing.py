@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from herald.config import load_settings
-from herald.routing import actor_of_shard, decode_wire, dlq_headers, route, shard_of
+from herald.routing import actor_of_shard, dlq_headers, route, shard_of
 from pipeline import Topology, plan_topology
 from tests.support.events import event_dict
 
@@ -35,7 +35,7 @@ def test_route_splits_valid_and_invalid_and_tracks_offsets() -> None:
         (11, "not valid JSON"),
         (6, "record has no value (tombstone)"),
     ]
-    ids = sorted(decode_wire(item).event_id or "" for items in batch.per_actor.values() for item in items)
+    ids = sorted(item.event_id for items in batch.per_actor.values() for item in items)
     assert ids == ["explicit", "kafka:t:0:10"]
     headers = dict(dlq_headers(batch.rejected[0], stage="reader"))
     assert headers["herald-source-offset"] == b"11"
@@ -51,8 +51,8 @@ def test_a_user_always_lands_on_the_same_actor() -> None:
 def test_per_user_order_is_kept_within_a_batch() -> None:
     records = [Record("t", 0, i, b"u", orjson.dumps(event_dict("u", event_id=f"e{i}"))) for i in range(5)]
     (items,) = route(records, shards=8, actors=2).per_actor.values()
-    assert [decode_wire(item).event_id for item in items] == [f"e{i}" for i in range(5)]
-    assert [fallback for _, fallback in items] == [f"kafka:t:0:{i}" for i in range(5)]
+    assert [item.event_id for item in items] == [f"e{i}" for i in range(5)]
+    assert [item.wire_id for item in items] == [f"kafka:t:0:{i}" for i in range(5)]
 
 
 def test_topology_follows_the_cluster_and_settings() -> None:
