@@ -9,17 +9,17 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
 
 from actors.loops import OwnedLoop
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome, RetryPolicy
 from herald.channels.in_app import InAppProvider
 from herald.config import Settings
-from herald.kafka import make_producer, start_bounded
 from herald.outbox import OutboxWorker
+from herald.producer import OutgoingRecord, RecordSender
 from herald.topics import DELIVERY_TOPIC, DLQ_TOPIC
 
 log = logging.getLogger(__name__)
+RECEIPT_HEADERS = [("content-type", b"application/json")]
 
 
 def provider_for(channel: str, settings: Settings) -> ChannelProvider:
@@ -44,39 +44,42 @@ class DeliveryActor:
             on_outcomes=self._record,
             reclaim_idle_ms=int(settings.delivery_reclaim_idle_s * 1000),
         )
-        self._producer: AIOKafkaProducer | None = None
+        # The SDK's sender: receipts of a batch go out as per-partition Kafka batches, not one send() each.
+        self._receipts = RecordSender(settings, DELIVERY_TOPIC, client_id=f"herald-{self._name}-receipts")
+        self._dead_letters = RecordSender(settings, DLQ_TOPIC, client_id=f"herald-{self._name}-dlq")
         self._running = False
         self._owner = OwnedLoop()
 
     async def run(self) -> None:
         """The delivery loop (its own concurrency group); returns after drain()."""
         self._owner.claim()
-        self._producer = make_producer(self._settings, client_id=self._name)
-        await start_bounded(self._producer, self._settings, "delivery receipts producer")
+        await self._receipts.start()
+        await self._dead_letters.start()
         self._running = True
         try:
             await self._worker.run()
         finally:
             self._running = False
-            await self._producer.stop()
+            await self._receipts.close()
+            await self._dead_letters.close()
 
     async def _record(self, results: Sequence[tuple[Outcome, DeliveryJob]]) -> None:
-        if self._producer is None:
-            raise RuntimeError("delivery producer not started")
-        sends = []
+        """Receipts for every outcome, dead letters for failures; raising leaves the entries pending."""
+        receipts = []
+        dead = []
         for outcome, job in results:
             key = outcome.user_id.encode()
-            sends.append(await self._producer.send(DELIVERY_TOPIC, orjson.dumps(outcome.receipt()), key=key))
+            receipt = outcome.receipt()
+            receipts.append(OutgoingRecord(key, orjson.dumps(receipt), RECEIPT_HEADERS, None))
             if not outcome.delivered:
-                dead = {"receipt": outcome.receipt(), "payload": job.payload}
                 headers = [
                     ("herald-dlq-reason", (outcome.error or "delivery failed").encode()[:4000]),
                     ("herald-dlq-stage", f"delivery:{self._channel}".encode()),
                 ]
-                sends.append(await self._producer.send(DLQ_TOPIC, orjson.dumps(dead), key=key, headers=headers))
-        # Acknowledging the outbox entries waits on these, so a failure is never forgotten.
-        for future in sends:
-            await future
+                value = orjson.dumps({"receipt": receipt, "payload": job.payload})
+                dead.append(OutgoingRecord(key, value, headers, None))
+        await self._receipts.send(receipts)
+        await self._dead_letters.send(dead)
 
     async def drain(self) -> None:
         async def stop() -> None:
