@@ -115,7 +115,8 @@ class Pipeline:
         return self
 
     def wait_ready(self, timeout_s: float = 120.0, *, settle_group: bool = True) -> None:
-        """Block until every reader polls with its share of the partitions and every gateway serves.
+        """Block until every actor answers, every reader polls with its share of the partitions and every
+        gateway serves.
 
         Waiting for the consumer group to settle matters: until it has, events sit unread, and the first ones
         published after start() would see seconds of latency.
@@ -123,7 +124,8 @@ class Pipeline:
         deadline = time.monotonic() + timeout_s
         while True:
             status = self.status()
-            pending = [h for group in ("readers", "gateways") for h in status[group] if not h.get("ok")]
+            # Every actor answers (a first call to an actor still starting would wait seconds for its process).
+            pending = [h for group in status.values() for h in group if not h.get("ok")]
             assigned = [len(r.get("partitions", [])) for r in status["readers"]]
             settled = not settle_group or (sum(assigned) == self.settings.events_partitions and all(assigned))
             if not pending and settled:

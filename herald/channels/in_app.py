@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import socketio
@@ -17,16 +18,46 @@ def user_rooms(user_id: str) -> list[str]:
 
 
 class _StrictRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio logs a failed publish and carries on; a delivery must know, so this one raises."""
+    """A write-only manager whose publishes fail loudly and travel together.
+
+    python-socketio logs a failed publish and carries on; a delivery must know, so this one raises. And the
+    emits of one outbox batch are issued concurrently: instead of a Redis round trip each, the publishes
+    queued in one turn of the event loop go out in one pipeline.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queued: list[tuple[str, asyncio.Future[Any]]] = []
 
     async def _publish(self, data: Any) -> Any:
-        if not self.connected:  # type: ignore[has-type]
+        if not self.connected:
             self._redis_connect()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((self.json.dumps(data), future))
+        if len(self._queued) == 1:
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        flush = asyncio.ensure_future(self._flush())
+        self._flushing = flush  # keep a reference until it is done
+
+    async def _flush(self) -> None:
+        batch, self._queued = self._queued, []
         try:
-            return await self.redis.publish(self.channel, self.json.dumps(data))
-        except Exception:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for message, _future in batch:
+                    pipe.publish(self.channel, message)
+                replies = await pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting publish, which raises it
             self.connected = False  # reconnect on the next publish, as the parent class does
-            raise
+            for _message, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_message, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
 
 
 def socketio_manager(redis_url: str, *, write_only: bool) -> Any:
