@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from herald.applier import PreparedEvent, prepare
 from herald.errors import InvalidEventError
@@ -97,7 +97,3 @@ def dlq_headers(rejected: Rejected, *, stage: str) -> list[tuple[str, bytes]]:
         ("herald-source-partition", str(rejected.partition).encode()),
         ("herald-source-offset", str(rejected.offset).encode()),
     ]
-
-
-def summarize(batch: RoutedBatch) -> dict[str, Any]:
-    return {"events": batch.event_count, "rejected": len(batch.rejected), "partitions": len(batch.commit_offsets)}
