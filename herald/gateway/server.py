@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class GatewayCounters:
     bad_requests: int = 0
     unknown_events: int = 0
     store_errors: int = 0
+    expired: int = 0
 
 
 class _QuietServer(uvicorn.Server):
@@ -88,6 +90,7 @@ class Gateway:
         self._clock_s = clock_s
         self._sessions: dict[str, ClientSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._expiries: dict[str, asyncio.TimerHandle] = {}  # sid -> disconnect when its token expires
         self.counters = GatewayCounters()
         self._manager = GatedRedisManager(settings.redis_url, gate=self._gate)
         origins = settings.cors_origins
@@ -153,6 +156,9 @@ class Gateway:
 
     async def shutdown(self) -> None:
         """Disconnect clients; stop uvicorn, replay tasks, the Redis listener and the analytics producer."""
+        for expiry in self._expiries.values():
+            expiry.cancel()
+        self._expiries.clear()
         for sid in list(self._sessions):
             with contextlib.suppress(RedisError, OSError):
                 await self.sio.disconnect(sid, ignore_queue=True)
@@ -213,6 +219,7 @@ class Gateway:
             max_remembered=self.limits.remembered_versions,
         )
         self._sessions[sid] = session
+        self._expire_at(sid, claims.expires_at)
         for room in user_rooms(claims.user_id):
             await self.sio.enter_room(sid, room)
         self.counters.connected += 1
@@ -222,6 +229,23 @@ class Gateway:
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._sessions.pop(sid, None)
+        expiry = self._expiries.pop(sid, None)
+        if expiry is not None:
+            expiry.cancel()
+
+    def _expire_at(self, sid: str, expires_at: datetime) -> None:
+        """A token is checked at connect; a connection must not outlive it. The client reconnects with a
+        fresh token (and `since`), so it misses nothing."""
+        delay_s = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
+
+        def expire() -> None:
+            self._expiries.pop(sid, None)
+            self.counters.expired += 1
+            task = asyncio.create_task(self.sio.disconnect(sid), name=f"herald-expire-{sid}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._expiries[sid] = asyncio.get_running_loop().call_later(delay_s, expire)
 
     async def _replay(self, sid: str, session: ClientSession, since: int | None) -> None:
         try:

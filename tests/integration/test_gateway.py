@@ -125,6 +125,14 @@ async def test_refused_connections_get_a_clear_reason(
     assert not recorder.client.connected
 
 
+async def test_a_connection_does_not_outlive_its_token(settings: Settings, gateway: tuple[Gateway, str]) -> None:
+    gw, url = gateway
+    async with connected(url, mint_token(settings, new_user("brief"), ttl_s=2)) as client:
+        assert client.client.connected
+        await wait_until(lambda: not client.client.connected, timeout_s=10, what="disconnect at token expiry")
+    assert gw.counters.expired >= 1
+
+
 async def test_a_client_cannot_receive_another_users_notifications(
     settings: Settings, gateway: tuple[Gateway, str], emitter: Emitter
 ) -> None:
