@@ -15,12 +15,40 @@ log = logging.getLogger(__name__)
 
 # Decides, per recipient sid, whether an emit goes out now (True) or is held or dropped (False).
 Gate = Callable[[str, str, Any], bool]
+RESUBSCRIBE_TIMEOUT_S = 60.0
 
 
 class GatedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    def __init__(self, url: str, *, gate: Gate, channel: str = "socketio") -> None:
-        super().__init__(url, channel=channel)
+    def __init__(
+        self,
+        url: str,
+        *,
+        gate: Gate,
+        on_resubscribed: Callable[[], None] | None = None,
+        channel: str = "socketio",
+        redis_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(url, channel=channel, redis_options=redis_options)
         self._gate = gate
+        self._on_resubscribed = on_resubscribed
+
+    def _redis_connect(self) -> None:
+        """python-socketio reconnects after losing Redis; pub/sub is at-most-once, so whatever was published
+        meanwhile never reached this gateway and its clients must be told (see Gateway)."""
+        reconnect = self.pubsub is not None
+        super()._redis_connect()
+        if reconnect and self._on_resubscribed is not None:
+            self._resync = asyncio.ensure_future(self._resync_when_subscribed())
+
+    async def _resync_when_subscribed(self) -> None:
+        # Only once subscribed again: a client sent to replay before that could miss an emit in between.
+        try:
+            await self.wait_subscribed(RESUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("Redis pub/sub still not subscribed; telling clients to resync anyway")
+        log.warning("the Redis pub/sub subscription was lost and is back: clients replay what they missed")
+        if self._on_resubscribed is not None:
+            self._on_resubscribed()
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         # Emits with callbacks or binary attachments are not part of Herald's protocol; pass them untouched.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -59,6 +60,7 @@ class GatewayCounters:
     unknown_events: int = 0
     store_errors: int = 0
     expired: int = 0
+    resubscriptions: int = 0
 
 
 class _QuietServer(uvicorn.Server):
@@ -92,7 +94,12 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiries: dict[str, asyncio.TimerHandle] = {}  # sid -> disconnect when its token expires
         self.counters = GatewayCounters()
-        self._manager = GatedRedisManager(settings.redis_url, gate=self._gate)
+        self._manager = GatedRedisManager(
+            settings.redis_url,
+            gate=self._gate,
+            on_resubscribed=self._after_subscription_gap,
+            redis_options={"client_name": f"herald-gateway-{os.getpid()}-{id(self):x}"},
+        )
         origins = settings.cors_origins
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
@@ -232,6 +239,19 @@ class Gateway:
         expiry = self._expiries.pop(sid, None)
         if expiry is not None:
             expiry.cancel()
+
+    def _after_subscription_gap(self) -> None:
+        """Emits published while the subscription was down never reached this gateway. Disconnecting every
+        client makes each reconnect with its `since` cursor and replay exactly what it missed."""
+        self.counters.resubscriptions += 1
+        for sid in list(self._sessions):
+            task = asyncio.create_task(self.sio.disconnect(sid), name=f"herald-resync-{sid}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @property
+    def redis_client_name(self) -> str:
+        return str(self._manager.redis_options["client_name"])
 
     def _expire_at(self, sid: str, expires_at: datetime) -> None:
         """A token is checked at connect; a connection must not outlive it. The client reconnects with a

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import redis.asyncio as aioredis
 import socketio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -131,6 +132,28 @@ async def test_a_connection_does_not_outlive_its_token(settings: Settings, gatew
         assert client.client.connected
         await wait_until(lambda: not client.client.connected, timeout_s=10, what="disconnect at token expiry")
     assert gw.counters.expired >= 1
+
+
+async def test_lost_redis_subscription_makes_clients_resync(
+    settings: Settings, gateway: tuple[Gateway, str], emitter: Emitter
+) -> None:
+    gw, url = gateway
+    user = new_user("resync")
+    async with connected(url, mint_token(settings, user)) as client:
+        admin = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            ours = [c for c in await admin.client_list() if c.get("name") == gw.redis_client_name]
+            assert any("subscribe" in c.get("cmd", "") for c in ours), ours
+            for connection in ours:
+                await admin.client_kill_filter(_id=connection["id"])
+        finally:
+            await admin.aclose()
+        # Whatever was published during the gap is lost to this gateway: its clients are sent to replay.
+        await wait_until(lambda: not client.client.connected, timeout_s=15, what="disconnect after the gap")
+    assert gw.counters.resubscriptions >= 1
+    async with connected(url, mint_token(settings, user)) as again:
+        await emitter.notification(user, body("after-gap", 1, 1, "live again"))
+        await wait_until(lambda: [n["id"] for n in again.notifications] == ["after-gap"], what="live after resync")
 
 
 async def test_a_client_cannot_receive_another_users_notifications(
