@@ -50,6 +50,7 @@ def plan_topology(settings: Settings, *, cpus: int, partitions: int) -> Topology
 def summarize(status: dict[str, list[dict[str, Any]]]) -> str:
     """One log line of a status(): how much was read, applied, delivered and how far behind the readers are."""
     readers, delivery = status.get("readers", []), status.get("delivery", [])
+    aggregators = status.get("aggregators", [])
     unhealthy = [h.get("actor", "?") for group in status.values() for h in group if not h.get("ok")]
     return (
         f"read={sum(r.get('events', 0) for r in readers)} "
@@ -57,6 +58,7 @@ def summarize(status: dict[str, list[dict[str, Any]]]) -> str:
         f"dead_lettered={sum(r.get('dead_lettered', 0) for r in readers)} "
         f"duplicates={sum(r.get('duplicates', 0) for r in readers)} "
         f"delivered={sum(d.get('delivered', 0) for d in delivery)} "
+        f"channels_without_provider={sum(a.get('channels_without_provider', 0) for a in aggregators)} "
         f"gateways={len(status.get('gateways', []))} "
         f"unhealthy={unhealthy or 'none'}"
     )

@@ -58,4 +58,5 @@ class AggregatorActor:
             "duplicates": self._totals.duplicates,
             "notifications_changed": self._totals.notifications_changed,
             "conflicts_retried": self._totals.conflicts_retried,
+            "channels_without_provider": self._totals.channels_without_provider,
         }

@@ -38,10 +38,13 @@ class ApplyReport:
     duplicates: int = 0
     notifications_changed: int = 0
     conflicts_retried: int = 0
+    # Deliveries asked for on channels this deployment has no provider for (counted, not silently skipped).
+    channels_without_provider: int = 0
     rejected: list[tuple[PreparedEvent, str]] = field(default_factory=list)
 
     def merge(self, other: ApplyReport) -> None:
         self.applied += other.applied
+        self.channels_without_provider += other.channels_without_provider
         self.duplicates += other.duplicates
         self.notifications_changed += other.notifications_changed
         self.conflicts_retried += other.conflicts_retried
@@ -202,6 +205,9 @@ class Aggregator:
                 report.applied += len(fold.seen_now) - len(fold.rejected)
                 report.duplicates += fold.duplicates
                 report.notifications_changed += len(fold.bodies)
+                report.channels_without_provider += sum(
+                    len(channels - self._delivery_channels) for channels in fold.channels.values()
+                )
                 report.rejected.extend(fold.rejected)
             if not retry:
                 return report

@@ -187,8 +187,9 @@ async def test_group_expires_by_clock(aggregator: Aggregator, store: MemoryStore
 
 
 async def test_channels_without_delivery_pool_get_no_outbox_entry(aggregator: Aggregator, store: MemoryStore) -> None:
-    await aggregator.apply([make_event(channels=("IN_APP", "EMAIL", "PUSH"))])
+    report = await aggregator.apply([make_event(channels=("IN_APP", "EMAIL", "PUSH"))])
     assert sorted(e.channel for _, e in store.outbox) == ["IN_APP", "PUSH"]
+    assert report.channels_without_provider == 1
 
 
 async def test_mark_read_and_update_makes_unread_again(aggregator: Aggregator, store: MemoryStore) -> None:
