@@ -101,7 +101,7 @@ class Pipeline:
         self._generation += 1
         prefix = f"{self.name}-g{self._generation}"
         connect_ray(self.settings)
-        asyncio.run(ensure_topics(self.settings))
+        asyncio.run(ensure_topics(self.settings, replication_factor=self.settings.topic_replication_factor))
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         cpus = int(resources.get("CPU", 1))
         self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     producer_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
     events_partitions: PositiveInt = 12
+    topic_replication_factor: PositiveInt = 1  # 1 suits the one-broker local stack; use 3 on a real cluster
 
     # Pipeline shape; None means "derive from the cluster".
     reader_group: str | None = None  # None: herald-readers

@@ -49,13 +49,17 @@ def _topics_table(title: str, reports: list[TopicReport]) -> Table:
 @topics_app.command("ensure")
 def topics_ensure(
     replication_factor: Annotated[
-        int,
-        typer.Option("--replication-factor", "-r", min=1, help="For new topics; 1 suits the local stack."),
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--replication-factor", "-r", min=1, help="For new topics (default: the topic_replication_factor setting)."
+        ),
+    ] = None,
 ) -> None:
     """Create missing topics with their documented configs; report existing ones that differ (exit 1)."""
     try:
-        reports = asyncio.run(ensure_topics(load_settings(), replication_factor=replication_factor))
+        settings = load_settings()
+        factor = replication_factor or settings.topic_replication_factor
+        reports = asyncio.run(ensure_topics(settings, replication_factor=factor))
     except HeraldError as exc:
         raise fail(exc) from exc
     console.print(_topics_table("herald topics ensure", reports))
