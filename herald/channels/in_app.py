@@ -13,7 +13,8 @@ from herald.errors import DeliveryError
 
 
 def user_rooms(user_id: str) -> list[str]:
-    # `notifications:{id}` is the room the existing application's clients listen on.
+    """The only rooms a client of `user_id` is ever in, and where its notifications are emitted; one definition
+    for the emitters and the gateways (`notifications:{id}` is the room the existing application listens on)."""
     return [f"user:{user_id}", f"notifications:{user_id}"]
 
 

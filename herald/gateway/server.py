@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from herald import auth
+from herald.channels.in_app import user_rooms
 from herald.config import Settings
 from herald.errors import AuthError, ConfigError, HeraldError
 from herald.gateway import protocol
@@ -43,11 +44,6 @@ MAX_REPLAY_PAGES = 100
 SHUTDOWN_TIMEOUT_S = 5
 
 Handler = Callable[[ClientSession, tuple[Any, ...]], Awaitable[dict[str, Any]]]
-
-
-def user_rooms(user_id: str) -> list[str]:
-    """The only rooms a client of `user_id` is ever in (the existing application listens on the second)."""
-    return [f"user:{user_id}", f"notifications:{user_id}"]
 
 
 @dataclass
