@@ -61,6 +61,13 @@ def verify_token(settings: Settings, token: str) -> TokenClaims:
     return TokenClaims(user_id=user_id, expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC))
 
 
+def authenticate(settings: Settings, token: str | None, cookie_header: str | None) -> TokenClaims:
+    """Who a Socket.IO client is, from its `auth.token` or else its Auth.js session cookie."""
+    if token:
+        return verify_token(settings, token)
+    raise AuthError("missing token: connect with auth {token} or an Auth.js session cookie")
+
+
 def _signing_key(settings: Settings) -> str | RSAPrivateKey:
     if settings.jwt_algorithm == "HS256":
         return settings.require_jwt_secret()
