@@ -8,6 +8,7 @@ from typing import Any
 
 from herald.applier import Aggregator, ApplyReport, PreparedEvent
 from herald.config import Settings
+from herald.directory import RedisUserDirectory
 from herald.store_redis import RedisStore
 
 
@@ -25,11 +26,13 @@ class AggregatorActor:
             dedup_horizon_ms=settings.dedup_horizon_s * 1000,
             outbox_shards=settings.outbox_shards,
         )
+        self._directory = RedisUserDirectory.from_url(settings.redis_url)
         self._aggregator = Aggregator(
             self._store,
             clock_ms=wall_clock_ms,
             late_allowance_ms=settings.late_allowance_s * 1000,
             delivery_channels=delivery_channels,
+            directory=self._directory,
         )
         self._totals = ApplyReport()
         self._batches = 0
@@ -45,6 +48,7 @@ class AggregatorActor:
             "applied": report.applied,
             "duplicates": report.duplicates,
             "changed": report.notifications_changed,
+            "self_skipped": report.self_skipped,
             "rejected": rejected,
         }
 
@@ -58,5 +62,6 @@ class AggregatorActor:
             "duplicates": self._totals.duplicates,
             "notifications_changed": self._totals.notifications_changed,
             "conflicts_retried": self._totals.conflicts_retried,
+            "self_skipped": self._totals.self_skipped,
             "channels_without_provider": self._totals.channels_without_provider,
         }

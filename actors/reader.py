@@ -61,7 +61,7 @@ class ReaderActor:
         self.assigned: list[str] = []
         self._owner = OwnedLoop()
         self._counters = {"batches": 0, "events": 0, "dead_lettered": 0, "duplicates": 0, "commits": 0}
-        self._counters |= {"apply_retries": 0, "commit_failures": 0}
+        self._counters |= {"apply_retries": 0, "commit_failures": 0, "self_skipped": 0}
 
     @property
     def name(self) -> str:
@@ -170,6 +170,7 @@ class ReaderActor:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, APPLY_RETRY_MAX_DELAY_S)
         self._counters["duplicates"] += result["duplicates"]
+        self._counters["self_skipped"] += result.get("self_skipped", 0)
         rejected = []
         for wire_id, reason in result["rejected"]:
             topic, partition, offset, key, value = batch.coordinates[wire_id]

@@ -42,7 +42,8 @@ class ActorInfo:
 
     @property
     def display_name(self) -> str:
-        return self.name or self.id
+        # An id is no name to show a person ("cku8x9 liked your post"); the directory fills names in later.
+        return self.name or "Someone"
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"id": self.id, "name": self.display_name}
@@ -74,6 +75,8 @@ class GroupState:
     version: int
     created_ms: int
     updated_ms: int
+    # Presentation fields of the event that opened the group (category, actionUrl, imageUrl).
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -92,6 +95,7 @@ class GroupState:
             "version": self.version,
             "created": self.created_ms,
             "updated": self.updated_ms,
+            "extras": self.extras,
         }
 
     @classmethod
@@ -108,6 +112,7 @@ class GroupState:
             version=int(data["version"]),
             created_ms=int(data["created"]),
             updated_ms=int(data["updated"]),
+            extras=dict(data.get("extras") or {}),
         )
 
 
@@ -124,10 +129,16 @@ class Occurrence:
     title: str | None = None
     message: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    app_id: str | None = None  # the producing application's own id of this notification
+    extras: dict[str, Any] = field(default_factory=dict)  # category, actionUrl, imageUrl when given
 
     @property
-    def target_id(self) -> str:
-        return str(self.target.get("id", "")) if self.target else ""
+    def target_key(self) -> str:
+        """Which target a group is about: type and id, so post p1 and comment p1 never share a group; "" when
+        there is no target, which groups only with other events that have none."""
+        if not self.target:
+            return ""
+        return f"{self.target.get('type', '')}/{self.target.get('id', '')}"
 
 
 def notification_id_for(user_id: str, *parts: str) -> str:
@@ -141,7 +152,7 @@ def initialize(rule: AggregationRule, occurrence: Occurrence) -> GroupState:
     actor = occurrence.actor
     return GroupState(
         notification_id=notification_id_for(
-            occurrence.user_id, occurrence.notification_type, occurrence.target_id, occurrence.event_id
+            occurrence.user_id, occurrence.notification_type, occurrence.target_key, occurrence.event_id
         ),
         notification_type=occurrence.notification_type,
         target=occurrence.target,
@@ -153,11 +164,28 @@ def initialize(rule: AggregationRule, occurrence: Occurrence) -> GroupState:
         version=1,
         created_ms=occurrence.event_ms,
         updated_ms=occurrence.event_ms,
+        extras=occurrence.extras,
     )
 
 
+def with_names(state: GroupState, names: Mapping[str, ActorInfo]) -> GroupState:
+    """Fill in actors shown without a name from `names` (the user directory): a name learnt later is used
+    by the next version of the notification, never written into versions already sent."""
+
+    def named(actors: tuple[ActorInfo, ...]) -> tuple[ActorInfo, ...]:
+        return tuple(a if a.name or a.id not in names else names[a.id] for a in actors)
+
+    recent, leading = named(state.recent_actors), named(state.leading_actors)
+    if recent == state.recent_actors and leading == state.leading_actors:
+        return state
+    return replace(state, recent_actors=recent, leading_actors=leading)
+
+
 def add(rule: AggregationRule, state: GroupState, occurrence: Occurrence) -> GroupState | None:
-    """Fold one more event into an open group; None when it changes nothing (an actor already counted)."""
+    """Fold one more event into an open group; None when it changes nothing (an actor already counted).
+
+    Events without an actor never reach a group (the applier gives each its own notification): an anonymous
+    event cannot be told apart from another, so folding it would silently merge it."""
     actor = occurrence.actor
     if actor is None or actor.id in state.actor_ids:
         return None
@@ -188,10 +216,11 @@ def render_text(verb: str, actor_names: list[str], count: int) -> str:
     return f"{first} and {others} {'other' if others == 1 else 'others'} {verb}"
 
 
-def render_group(rule: AggregationRule, state: GroupState) -> dict[str, Any]:
+def render_group(rule: AggregationRule, state: GroupState, group_key: str) -> dict[str, Any]:
     """The notification a group shows: text, actors (most recent first) and count, without store fields."""
     names = [a.display_name for a in state.leading_actors]
     return {
+        **state.extras,
         "id": state.notification_id,
         "version": state.version,
         "type": state.notification_type,
@@ -199,17 +228,21 @@ def render_group(rule: AggregationRule, state: GroupState) -> dict[str, Any]:
         "actors": [a.to_wire() for a in state.recent_actors],
         "count": state.count,
         "target": state.target,
+        "groupKey": group_key,
         "createdAt": state.created_ms,
         "updatedAt": state.updated_ms,
     }
 
 
 def render_single(occurrence: Occurrence) -> dict[str, Any]:
-    """A type without a rule: one notification per event with the event's own title and message."""
+    """A notification of its own (a type without a rule, an URGENT event, an event without an actor), with
+    the event's own title and message. It keeps the application's id when the event has one, so the
+    application's reads and deletes name it directly."""
     actor = occurrence.actor
     text = occurrence.message or occurrence.title or occurrence.notification_type.replace("_", " ").lower()
     return {
-        "id": notification_id_for(occurrence.user_id, "single", occurrence.event_id),
+        **occurrence.extras,
+        "id": occurrence.app_id or notification_id_for(occurrence.user_id, "single", occurrence.event_id),
         "version": 1,
         "type": occurrence.notification_type,
         "text": text,

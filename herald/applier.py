@@ -9,7 +9,7 @@ events had been applied once, in order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +24,15 @@ from herald.aggregation import (
     render_group,
     render_single,
     window_accepts,
+    with_names,
 )
+from herald.directory import UserDirectory, UserProfile
 from herald.errors import StoreError
-from herald.events import NotificationEvent
-from herald.store import InboxStore, OutboxEntry, UserChange, UserQuery, UserSnapshot, group_key
+from herald.events import UNGROUPED_PRIORITIES, NotificationEvent
+from herald.prepared import PreparedEvent, prepare
+from herald.store import INBOX_CHANGE, InboxStore, OutboxEntry, UserChange, UserQuery, UserSnapshot, group_key
+
+__all__ = ["Aggregator", "ApplyReport", "PreparedEvent", "iso_ms", "prepare"]
 
 MAX_COMMIT_ATTEMPTS = 8
 
@@ -40,10 +45,13 @@ class ApplyReport:
     conflicts_retried: int = 0
     # Deliveries asked for on channels this deployment has no provider for (counted, not silently skipped).
     channels_without_provider: int = 0
+    # Events whose recipient is their own actor ("you liked your post"): applied as seen, shown to no one.
+    self_skipped: int = 0
     rejected: list[tuple[PreparedEvent, str]] = field(default_factory=list)
 
     def merge(self, other: ApplyReport) -> None:
         self.applied += other.applied
+        self.self_skipped += other.self_skipped
         self.channels_without_provider += other.channels_without_provider
         self.duplicates += other.duplicates
         self.notifications_changed += other.notifications_changed
@@ -55,79 +63,20 @@ def iso_ms(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedEvent:
-    """What applying needs of one validated event, in plain Python types.
-
-    This is what crosses the reader -> aggregator boundary: it pickles several times faster than the pydantic
-    model, and building it once at the reader spares the aggregator a second parse.
-    """
-
-    event_id: str
-    user_id: str
-    type: str
-    priority: str
-    channels: tuple[str, ...]
-    occurrence: Occurrence | None = None  # NOTIFICATION_CREATED
-    notification_ids: list[str] | None = None  # NOTIFICATION_READ / NOTIFICATION_DELETED, when well formed
-    preferences: dict[str, Any] | None = None  # PREFERENCES_UPDATED, when well formed
-    wire_id: str | None = None  # the id the reader knows the Kafka record by (for dead-lettering)
-
-
-def _occurrence(event: NotificationEvent, event_id: str) -> Occurrence | None:
-    body = event.notification
-    if body is None:
-        return None
-    actor = ActorInfo(body.actor.id, body.actor.name, body.actor.avatar_url) if body.actor else None
-    target = None
-    if body.target is not None:
-        # Built by hand: model_dump is the slowest step of preparing an event, and a target is three fields.
-        target = {**(body.target.model_extra or {}), "type": body.target.type, "id": body.target.id}
-        if body.target.title is not None:
-            target["title"] = body.target.title
-    return Occurrence(
-        event_id=event_id,
-        user_id=event.user_id,
-        notification_type=body.type,
-        target=target,
-        actor=actor,
-        event_ms=event.timestamp_ms,
-        title=body.title,
-        message=body.message,
-        data=dict(body.data),
-    )
-
-
-def _extra_field(event: NotificationEvent, name: str) -> Any:
-    """A field of READ/DELETED/PREFERENCES events: at the top level, or in notification.data."""
-    value = (event.model_extra or {}).get(name)
-    if value is None and event.notification is not None:
-        value = event.notification.data.get(name)
-    return value
-
-
-def prepare(event: NotificationEvent, *, wire_id: str | None = None) -> PreparedEvent:
-    """Reduce a validated event (with an event id) to what applying it needs."""
-    if event.event_id is None:
-        raise ValueError("an event needs an eventId (or Kafka coordinates to derive one) before it is applied")
-    ids = _extra_field(event, "notificationIds")
-    preferences = _extra_field(event, "preferences")
-    return PreparedEvent(
-        event_id=event.event_id,
-        user_id=event.user_id,
-        type=str(event.type),
-        priority=str(event.priority),
-        channels=tuple(str(c) for c in event.channels),
-        occurrence=_occurrence(event, event.event_id) if event.type == "NOTIFICATION_CREATED" else None,
-        notification_ids=ids if isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids) else None,
-        preferences=preferences if isinstance(preferences, dict) else None,
-        wire_id=wire_id,
-    )
+def _iso_cutoff(value: str) -> str:
+    """An ISO-8601 time as iso_ms writes it, so the store compares it with `createdAt` as plain strings."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"`before` is not an ISO-8601 date-time: {value[:64]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return iso_ms(int(parsed.timestamp() * 1000))
 
 
 def _referenced_ids(event: PreparedEvent) -> list[str]:
     if event.notification_ids is None:
-        raise ValueError("needs a non-empty list of strings `notificationIds`")
+        raise ValueError("needs `notificationId` or a non-empty list of strings `notificationIds`")
     return event.notification_ids
 
 
@@ -136,24 +85,37 @@ class _UserFold:
     """The working state while folding one user's events of one batch."""
 
     snapshot: UserSnapshot
+    names: dict[str, ActorInfo]  # the user directory's answer for the actors of this batch
     seen_now: list[str] = field(default_factory=list)
     groups: dict[str, GroupState] = field(default_factory=dict)
     changed_groups: set[str] = field(default_factory=set)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # notification id -> body, last touch order
+    # Per body: still unread after this batch? A read later in the batch clears it, a new version sets it again.
+    unread: dict[str, bool] = field(default_factory=dict)
     channels: dict[str, set[str]] = field(default_factory=dict)
     priorities: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # application id -> notification id, new this batch
     read_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
+    read_all_before: str | None = None  # "" = everything; an ISO time = created up to then
+    inbox_changed: list[dict[str, Any]] = field(default_factory=list)  # what connected clients are told
     preferences: dict[str, Any] | None = None
     duplicates: int = 0
+    self_skipped: int = 0
     rejected: list[tuple[PreparedEvent, str]] = field(default_factory=list)
 
     def touch(self, body: dict[str, Any], event: PreparedEvent) -> None:
         notification_id = body["id"]
         self.bodies.pop(notification_id, None)  # re-insert so dict order is the order of last change
         self.bodies[notification_id] = body
+        self.unread[notification_id] = True
         self.channels.setdefault(notification_id, set()).update(event.channels)
         self.priorities[notification_id] = event.priority
+
+    def resolve(self, notification_id: str) -> str:
+        """The notification that holds an id: a group an application notification was folded into, or the
+        id itself."""
+        return self.aliases.get(notification_id) or self.snapshot.aliases.get(notification_id) or notification_id
 
 
 class Aggregator:
@@ -167,15 +129,18 @@ class Aggregator:
         rules: Mapping[str, AggregationRule] = DEFAULT_RULES,
         late_allowance_ms: int = 60_000,
         delivery_channels: Iterable[str] = ("IN_APP",),
+        directory: UserDirectory | None = None,
     ) -> None:
         self._store = store
         self._clock_ms = clock_ms
         self._rules = rules
         self._late_allowance_ms = late_allowance_ms
         self._delivery_channels = frozenset(delivery_channels)
+        self._directory = directory
         self._handlers: dict[str, Callable[[_UserFold, PreparedEvent], None]] = {
             "NOTIFICATION_CREATED": self._on_created,
             "NOTIFICATION_READ": self._on_read,
+            "BULK_NOTIFICATIONS_READ": self._on_bulk_read,
             "NOTIFICATION_DELETED": self._on_deleted,
             "PREFERENCES_UPDATED": self._on_preferences,
         }
@@ -204,12 +169,14 @@ class Aggregator:
                     continue
                 report.applied += len(fold.seen_now) - len(fold.rejected)
                 report.duplicates += fold.duplicates
+                report.self_skipped += fold.self_skipped
                 report.notifications_changed += len(fold.bodies)
                 report.channels_without_provider += sum(
                     len(channels - self._delivery_channels) for channels in fold.channels.values()
                 )
                 report.rejected.extend(fold.rejected)
             if not retry:
+                await self._remember_names(events)
                 return report
             report.conflicts_retried += len(retry)
             pending = retry
@@ -217,20 +184,58 @@ class Aggregator:
 
     async def _fold_all(self, by_user: Mapping[str, list[PreparedEvent]]) -> list[_UserFold]:
         queries = [
-            UserQuery(user_id, [e.event_id for e in evs], self._group_keys(evs)) for user_id, evs in by_user.items()
+            UserQuery(user_id, [e.event_id for e in evs], self._group_keys(evs), _referenced(evs))
+            for user_id, evs in by_user.items()
         ]
         snapshots = await self._store.load(queries)
+        names = await self._names(by_user, snapshots)
         folds = []
         for snapshot in snapshots:
-            fold = _UserFold(snapshot=snapshot, groups=dict(snapshot.groups))
+            fold = _UserFold(snapshot=snapshot, names=names, groups=dict(snapshot.groups))
             for event in by_user[snapshot.user_id]:
                 self._fold_one(fold, event)
             folds.append(fold)
         return folds
 
+    async def _names(
+        self, by_user: Mapping[str, list[PreparedEvent]], snapshots: Sequence[UserSnapshot]
+    ) -> dict[str, ActorInfo]:
+        """Directory entries of every actor this batch may show without a name: one lookup per batch."""
+        if self._directory is None:
+            return {}
+        wanted = {
+            e.occurrence.actor.id
+            for evs in by_user.values()
+            for e in evs
+            if e.occurrence is not None and e.occurrence.actor is not None and not e.occurrence.actor.name
+        }
+        for snapshot in snapshots:
+            for state in snapshot.groups.values():
+                wanted.update(a.id for a in (*state.leading_actors, *state.recent_actors) if not a.name)
+        if not wanted:
+            return {}
+        found = await self._directory.lookup(sorted(wanted))
+        return {
+            user_id: ActorInfo(user_id, profile.name, profile.avatar_url)
+            for user_id, profile in found.items()
+            if profile.name
+        }
+
+    async def _remember_names(self, events: Sequence[PreparedEvent]) -> None:
+        """Events that carry an actor's name teach the directory, for later events that carry only the id."""
+        if self._directory is None:
+            return
+        profiles = {
+            actor.id: UserProfile(actor.id, actor.name, actor.avatar_url)
+            for e in events
+            if e.occurrence is not None and (actor := e.occurrence.actor) is not None and actor.name
+        }
+        if profiles:
+            await self._directory.remember(profiles.values())
+
     def _group_keys(self, events: Iterable[PreparedEvent]) -> list[str]:
         keys = {
-            group_key(e.occurrence.notification_type, e.occurrence.target_id)
+            group_key(e.occurrence.notification_type, e.occurrence.target_key)
             for e in events
             if e.occurrence is not None and e.occurrence.notification_type in self._rules
         }
@@ -252,11 +257,18 @@ class Aggregator:
         occurrence = event.occurrence
         if occurrence is None:
             raise ValueError("needs a `notification`")
+        actor = occurrence.actor
+        if actor is not None and actor.id == occurrence.user_id:
+            fold.self_skipped += 1
+            return
+        if actor is not None and not actor.name and actor.id in fold.names:
+            occurrence = replace(occurrence, actor=fold.names[actor.id])
         rule = self._rules.get(occurrence.notification_type)
-        if rule is None or event.priority == "URGENT":
+        # Without an actor an event cannot be told from another like it: folding it would merge it silently.
+        if rule is None or actor is None or event.priority in UNGROUPED_PRIORITIES:
             fold.touch(render_single(occurrence), event)
             return
-        key = group_key(occurrence.notification_type, occurrence.target_id)
+        key = group_key(occurrence.notification_type, occurrence.target_key)
         current = fold.groups.get(key)
         if current is not None and window_accepts(
             window_start_ms=current.window_start_ms,
@@ -264,24 +276,50 @@ class Aggregator:
             event_ms=occurrence.event_ms,
             late_allowance_ms=self._late_allowance_ms,
         ):
-            grown = add(rule, current, occurrence)
+            grown = add(rule, with_names(current, fold.names), occurrence)
             if grown is None:
+                self._alias(fold, occurrence, current.notification_id)
                 return
             state = grown
         else:
             state = initialize(rule, occurrence)
+        self._alias(fold, occurrence, state.notification_id)
         fold.groups[key] = state
         fold.changed_groups.add(key)
-        fold.touch(render_group(rule, state), event)
+        fold.touch(render_group(rule, state, key), event)
+
+    @staticmethod
+    def _alias(fold: _UserFold, occurrence: Occurrence, notification_id: str) -> None:
+        if occurrence.app_id is not None and occurrence.app_id != notification_id:
+            fold.aliases[occurrence.app_id] = notification_id
 
     def _on_read(self, fold: _UserFold, event: PreparedEvent) -> None:
-        fold.read_ids.extend(_referenced_ids(event))
+        ids = list(dict.fromkeys(fold.resolve(i) for i in _referenced_ids(event)))
+        fold.read_ids.extend(ids)
+        for notification_id in ids:
+            if notification_id in fold.unread:
+                fold.unread[notification_id] = False
+        fold.inbox_changed.append({"read": ids})
+
+    def _on_bulk_read(self, fold: _UserFold, event: PreparedEvent) -> None:
+        if event.notification_ids is not None:
+            self._on_read(fold, event)
+            return
+        before = _iso_cutoff(event.read_before) if event.read_before else ""
+        # Two bulk reads in one batch: everything up to the later cutoff ("" = no cutoff, the latest of all).
+        if fold.read_all_before is None or before == "" or (fold.read_all_before and before > fold.read_all_before):
+            fold.read_all_before = before
+        for notification_id, body in fold.bodies.items():
+            if not before or iso_ms(body["createdAt"]) <= before:
+                fold.unread[notification_id] = False
+        fold.inbox_changed.append({"all": True, "before": before or None})
 
     def _on_deleted(self, fold: _UserFold, event: PreparedEvent) -> None:
-        ids = _referenced_ids(event)
+        ids = list(dict.fromkeys(fold.resolve(i) for i in _referenced_ids(event)))
         fold.deleted_ids.extend(ids)
         for notification_id in ids:
             fold.bodies.pop(notification_id, None)
+        fold.inbox_changed.append({"deleted": ids})
 
     def _on_preferences(self, fold: _UserFold, event: PreparedEvent) -> None:
         if event.preferences is None:
@@ -297,6 +335,8 @@ class Aggregator:
             seen_event_ids=fold.seen_now,
             read_ids=fold.read_ids,
             deleted_ids=fold.deleted_ids,
+            read_all_before=fold.read_all_before,
+            aliases=fold.aliases,
             preferences=fold.preferences,
         )
         for key in fold.changed_groups:
@@ -313,10 +353,42 @@ class Aggregator:
                 "updatedAt": iso_ms(rendered["updatedAt"]),
             }
             change.notifications.append(body)
+            if not fold.unread[notification_id]:
+                change.read_in_batch.append(notification_id)
             for channel in sorted(fold.channels[notification_id] & self._delivery_channels):
                 delivery_id = f"{notification_id}:{body['version']}:{channel}"
                 change.outbox.append(OutboxEntry(channel, delivery_id, body))
+        if fold.inbox_changed and "IN_APP" in self._delivery_channels:
+            # Reads and deletes from Kafka reach connected clients too (new unread count, the deletion); the
+            # first event id of the batch names the delivery, so a replayed batch repeats the same one.
+            change.outbox.append(
+                OutboxEntry("IN_APP", f"{fold.seen_now[0]}:inbox:IN_APP", _inbox_change(fold.inbox_changed))
+            )
         # Every commit moves the sequence, even one that only records seen ids: a concurrent writer that
         # folded on the same snapshot must be refused, since its decisions may depend on what this one wrote.
         change.new_seq += 1
         return change
+
+
+def _referenced(events: Iterable[PreparedEvent]) -> list[str]:
+    """Ids named by this user's reads and deletes: those the store must resolve (application ids)."""
+    return sorted({i for e in events if e.notification_ids for i in e.notification_ids})
+
+
+def _inbox_change(changes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One message for a batch's reads and deletes of one user."""
+    read: list[str] = []
+    deleted: list[str] = []
+    read_all, before = False, None
+    for item in changes:
+        read.extend(item.get("read", ()))
+        deleted.extend(item.get("deleted", ()))
+        if item.get("all"):
+            read_all, before = True, item.get("before")
+    return {
+        "kind": INBOX_CHANGE,
+        "read": list(dict.fromkeys(read)),
+        "deleted": list(dict.fromkeys(deleted)),
+        "all": read_all,
+        "before": before,
+    }

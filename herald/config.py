@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -130,6 +130,18 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None
+    # Which Socket.IO protocol a client that does not say (auth.protocol / ?protocol=) speaks: Herald's own
+    # event names, or those of the existing application's clients ("compat").
+    gateway_protocol: Literal["herald", "compat"] = "herald"
+    # Auth.js (NextAuth v5) session tokens as a second way in: the application's AUTH_SECRET decrypts them.
+    # Read from HERALD_AUTHJS_SECRET, or AUTH_SECRET as the Next.js application itself names it.
+    authjs_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("authjs_secret", "HERALD_AUTHJS_SECRET", "AUTH_SECRET")
+    )
+    # Cookie names Auth.js uses (plain HTTP, then HTTPS); each is also the HKDF salt of its key.
+    authjs_cookie_names: list[str] = Field(
+        default_factory=lambda: ["authjs.session-token", "__Secure-authjs.session-token"]
+    )
 
     @classmethod
     def settings_customise_sources(

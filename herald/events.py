@@ -1,6 +1,11 @@
-"""The wire format of notification events (DESIGN section 4): pydantic models, decode/encode and JSON Schema.
+"""The wire format of notification events (docs/architecture.md, "Wire format"): pydantic models, decode/encode
+and JSON Schema.
 
 camelCase on the wire, snake_case in Python. Unknown fields are kept so events pass through Herald unchanged.
+Three shapes are accepted: Herald's own (`actor`/`target` objects), the existing application's API shape (its
+stored Prisma `Notification` record in `notification`: flat `actorId`, `entityType`, `entityId`) and its
+processor shape (the notification type at the top level, the details in `data`), which is normalized into the
+first on the way in.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pydantic import (
     ValidationInfo,
     field_serializer,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
@@ -37,6 +43,7 @@ class EventType(StrEnum):
     NOTIFICATION_READ = "NOTIFICATION_READ"
     NOTIFICATION_DELETED = "NOTIFICATION_DELETED"
     PREFERENCES_UPDATED = "PREFERENCES_UPDATED"
+    BULK_NOTIFICATIONS_READ = "BULK_NOTIFICATIONS_READ"
 
 
 class Channel(StrEnum):
@@ -52,6 +59,11 @@ class Priority(StrEnum):
     NORMAL = "NORMAL"
     HIGH = "HIGH"
     URGENT = "URGENT"
+    CRITICAL = "CRITICAL"
+
+
+# Priorities that bypass aggregation (and, with the external channels, quiet hours and rate limits).
+UNGROUPED_PRIORITIES: Final = frozenset({Priority.URGENT.value, Priority.CRITICAL.value})
 
 
 def _is_none(value: object) -> bool:
@@ -100,7 +112,50 @@ class NotificationBody(WireModel):
     target: Target | None = _optional()
     title: str | None = _optional()
     message: str | None = _optional()
+    # Prisma's `Json?` column is null unless set: null is "no data", not an error.
     data: dict[str, Any] = Field(default_factory=dict)
+    # The existing application's record: its own id (kept, so its reads and deletes can name it), the actor
+    # and target as flat fields, and presentation fields passed on to its clients.
+    id: str | None = _optional(min_length=1)
+    actor_id: str | None = _optional(min_length=1)
+    entity_type: str | None = _optional(min_length=1)
+    entity_id: str | None = _optional(min_length=1)
+    category: str | None = _optional()
+    action_url: str | None = _optional()
+    image_url: str | None = _optional()
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _null_data_is_empty(cls, value: object) -> object:
+        return {} if value is None else value
+
+    def effective_actor(self, fallback_name: str | None = None) -> Actor | None:
+        """`actor`, else one built from the flat `actorId`. Its name: `actor.name`, else `data.actorName`
+        (also under `data.metadata`, the processor shape), else `fallback_name` (the event's metadata)."""
+        if self.actor is None and self.actor_id is None:
+            return None
+        nested = self.data.get("metadata")
+        name = (
+            (self.actor.name if self.actor is not None else None)
+            or _str_or_none(self.data.get("actorName"))
+            or (_str_or_none(nested.get("actorName")) if isinstance(nested, dict) else None)
+            or fallback_name
+        )
+        if self.actor is not None:
+            return self.actor if name == self.actor.name else self.actor.model_copy(update={"name": name})
+        return Actor(id=self.actor_id, name=name)
+
+    def effective_target(self) -> Target | None:
+        """`target`, else (`entityType`, `entityId`); an entity without an id is no target."""
+        if self.target is not None:
+            return self.target
+        if self.entity_id is None:
+            return None
+        return Target(type=self.entity_type or "entity", id=self.entity_id)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class NotificationEvent(WireModel):
@@ -114,9 +169,28 @@ class NotificationEvent(WireModel):
         default_factory=lambda: [Channel.IN_APP], json_schema_extra={"default": [Channel.IN_APP.value]}
     )
     priority: Priority = Priority.NORMAL
+    # Required, but found in more places than the top level: see _normalize_shapes.
     timestamp: datetime
     source: str | None = _optional()
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize_shapes(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict):
+            return value
+        if _is_processor_shape(value):
+            value = _from_processor_shape(value)
+        if value.get("timestamp") is None:
+            when = _fallback_timestamp(value, info.context)
+            if when is not None:
+                value = {**value, "timestamp": when}
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _null_metadata_is_empty(cls, value: object) -> object:
+        return {} if value is None else value
 
     @field_validator("notification")
     @classmethod
@@ -164,6 +238,47 @@ class NotificationEvent(WireModel):
 
 
 _SERIALIZER: Final = NotificationEvent.__pydantic_serializer__
+_EVENT_TYPES: Final = frozenset(t.value for t in EventType)
+
+
+def _is_processor_shape(value: Mapping[str, Any]) -> bool:
+    """`{"type": "POST_LIKED", "actorId", "data": {"userId", ...}}`: a notification type where the event type
+    belongs, and no `notification` object."""
+    kind = value.get("type")
+    return (
+        isinstance(kind, str)
+        and kind not in _EVENT_TYPES
+        and value.get("notification") is None
+        and isinstance(value.get("data"), dict)
+    )
+
+
+def _from_processor_shape(value: Mapping[str, Any]) -> dict[str, Any]:
+    details: dict[str, Any] = value["data"]
+    user_id = details.get("userId", value.get("userId"))
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError("data.userId: required (the recipient) when `type` is a notification type")
+    notification: dict[str, Any] = {"type": value["type"], "data": details}
+    for field_name in ("actorId", "entityType", "entityId", "title", "message", "actionUrl", "imageUrl"):
+        found = details.get(field_name, value.get(field_name))
+        if found is not None:
+            notification[field_name] = found
+    rest = {k: v for k, v in value.items() if k not in ("type", "data", "actorId", "userId")}
+    return {**rest, "type": EventType.NOTIFICATION_CREATED.value, "userId": user_id, "notification": notification}
+
+
+def _fallback_timestamp(value: Mapping[str, Any], context: Any) -> Any:
+    """No top-level `timestamp`: the application's `metadata.timestamp`, its record's `createdAt`, then the
+    Kafka record's timestamp (decode_event) or the time of publishing (the SDK)."""
+    metadata, notification = value.get("metadata"), value.get("notification")
+    for source in (metadata, notification):
+        if isinstance(source, dict):
+            found = source.get("timestamp" if source is metadata else "createdAt")
+            if isinstance(found, str):
+                return found
+    if isinstance(context, dict):
+        return context.get("fallback_timestamp")
+    return None
 
 
 def derive_event_id(topic: str, partition: int, offset: int) -> str:
@@ -171,12 +286,19 @@ def derive_event_id(topic: str, partition: int, offset: int) -> str:
     return f"kafka:{topic}:{partition}:{offset}"
 
 
-def decode_event(raw: bytes, *, fallback_event_id: str | None = None) -> NotificationEvent:
-    """Parse and validate one wire event; raise InvalidEventError naming the offending camelCase field."""
+def decode_event(
+    raw: bytes, *, fallback_event_id: str | None = None, fallback_timestamp_ms: int | None = None
+) -> NotificationEvent:
+    """Parse and validate one wire event; raise InvalidEventError naming the offending camelCase field.
+
+    `fallback_timestamp_ms` (the Kafka record's timestamp) stands in for an event that carries no time."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEventError(f"event is {len(raw)} bytes, more than the limit of {MAX_EVENT_BYTES}")
+    context = None
+    if fallback_timestamp_ms is not None:
+        context = {"fallback_timestamp": _EPOCH + fallback_timestamp_ms * _ONE_MS}
     try:
-        event = NotificationEvent.model_validate_json(raw)
+        event = NotificationEvent.model_validate_json(raw, context=context)
     except ValidationError as exc:
         # Slow path only: the hot path above pays nothing for good error messages.
         raise _explain(raw, exc) from None
@@ -190,7 +312,8 @@ def validate_event(data: NotificationEvent | Mapping[str, Any]) -> NotificationE
     if isinstance(data, NotificationEvent):
         return data
     try:
-        return NotificationEvent.model_validate(data)
+        # An event published without a time gets the time it is published at.
+        return NotificationEvent.model_validate(data, context={"fallback_timestamp": datetime.now(UTC)})
     except ValidationError as exc:
         raise _from_error(exc.errors(include_url=False)[0]) from None
 

@@ -36,6 +36,11 @@ def preferences_key(user_id: str) -> str:
     return user_key(user_id, "prefs")
 
 
+def aliases_key(user_id: str) -> str:
+    """Hash: the application's id of a notification folded into a group -> the group's notification id."""
+    return user_key(user_id, "aid")
+
+
 def group_state_key(user_id: str, group: str) -> str:
     return user_key(user_id, f"g:{group}")
 
@@ -51,3 +56,8 @@ def outbox_key(channel: str, shard: int) -> str:
 
 def outbox_shard_of(user_id: str, outbox_shards: int) -> int:
     return stable_hash(user_id) % outbox_shards
+
+
+def directory_key() -> str:
+    """The user directory (id -> name, avatar): one global hash, no hash tag, as no script reads it with user keys."""
+    return "herald:directory"

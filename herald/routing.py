@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from herald.applier import PreparedEvent, prepare
 from herald.errors import InvalidEventError
 from herald.events import decode_event, derive_event_id
 from herald.keys import stable_hash
+from herald.prepared import PreparedEvent, prepare
 
 
 class KafkaRecord(Protocol):
@@ -26,6 +26,8 @@ class KafkaRecord(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int: ...  # Unix ms: the event's time when the event itself carries none
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,9 @@ def route(records: Iterable[KafkaRecord], *, shards: int, actors: int) -> Routed
             if record.value is None:
                 raise InvalidEventError("record has no value (tombstone)")
             fallback_event_id = derive_event_id(record.topic, record.partition, record.offset)
-            event = decode_event(record.value, fallback_event_id=fallback_event_id)
+            event = decode_event(
+                record.value, fallback_event_id=fallback_event_id, fallback_timestamp_ms=record.timestamp
+            )
         except InvalidEventError as exc:
             batch.rejected.append(
                 Rejected(record.topic, record.partition, record.offset, record.key, record.value, str(exc))

@@ -13,6 +13,9 @@ from typing import Any, Protocol
 
 from herald.aggregation import GroupState
 
+# The `kind` of an IN_APP outbox payload that is not a notification but a change of the inbox (reads, deletes).
+INBOX_CHANGE = "inbox"
+
 
 @dataclass(frozen=True)
 class UserQuery:
@@ -21,6 +24,7 @@ class UserQuery:
     user_id: str
     event_ids: Sequence[str]
     group_keys: Sequence[str]
+    referenced_ids: Sequence[str] = ()  # ids named by reads and deletes: resolve the application's own ids
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class UserSnapshot:
     seq: int
     seen: frozenset[str]
     groups: dict[str, GroupState]
+    aliases: dict[str, str] = field(default_factory=dict)  # application id -> the notification holding it
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,10 @@ class UserChange:
     notifications: list[dict[str, Any]] = field(default_factory=list)  # bodies, each with its cursor
     read_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
+    # Everything read ("") or everything created up to this ISO time; applied before this batch's new versions.
+    read_all_before: str | None = None
+    read_in_batch: list[str] = field(default_factory=list)  # new versions that a later read of the batch read
+    aliases: dict[str, str] = field(default_factory=dict)  # application id -> notification id, new ones
     preferences: dict[str, Any] | None = None
     outbox: list[OutboxEntry] = field(default_factory=list)
 
@@ -60,6 +69,8 @@ class UserChange:
         return (
             not (self.seen_event_ids or self.groups or self.notifications or self.read_ids or self.deleted_ids)
             and self.preferences is None
+            and self.read_all_before is None
+            and not self.aliases
         )
 
 
@@ -81,9 +92,10 @@ class InboxStore(Protocol):
     async def unread_count(self, user_id: str) -> int: ...
 
     async def mark_read(self, user_id: str, ids: Sequence[str] | None) -> int:
-        """Mark these notifications (all when None) read; returns the new unread count."""
+        """Mark these notifications (all when None) read; returns the new unread count. An id may be the
+        application's own id of a notification that was folded into a group: the group is marked."""
         ...
 
 
-def group_key(notification_type: str, target_id: str) -> str:
-    return f"{notification_type}:{target_id}"
+def group_key(notification_type: str, target_key: str) -> str:
+    return f"{notification_type}:{target_key}"

@@ -18,6 +18,7 @@ class _User:
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)
     unread: set[str] = field(default_factory=set)
+    aliases: dict[str, str] = field(default_factory=dict)
     preferences: dict[str, Any] | None = None
 
 
@@ -40,7 +41,8 @@ class MemoryStore:
                 key: user.groups[key][0] for key in query.group_keys if key in user.groups and user.groups[key][1] > now
             }
             seen = frozenset(e for e in query.event_ids if e in user.seen)
-            snapshots.append(UserSnapshot(query.user_id, user.seq, seen, groups))
+            aliases = {i: user.aliases[i] for i in query.referenced_ids if i in user.aliases}
+            snapshots.append(UserSnapshot(query.user_id, user.seq, seen, groups, aliases))
         return snapshots
 
     async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:
@@ -59,15 +61,24 @@ class MemoryStore:
         user.seen.update(change.seen_event_ids)
         for key, (state, ttl_ms) in change.groups.items():
             user.groups[key] = (state, now_ms + ttl_ms)
-        for body in change.notifications:
-            user.bodies[body["id"]] = body
-            user.cursors[body["id"]] = int(body["cursor"])
-            user.unread.add(body["id"])
+        # Same order as the Redis commit script: reads and deletes first, then the batch's new versions.
+        if change.read_all_before is not None:
+            before = change.read_all_before
+            user.unread = {i for i in user.unread if before and user.bodies[i]["createdAt"] > before}
         user.unread.difference_update(change.read_ids)
         for notification_id in change.deleted_ids:
             user.bodies.pop(notification_id, None)
             user.cursors.pop(notification_id, None)
             user.unread.discard(notification_id)
+        read_now = set(change.read_in_batch)
+        for body in change.notifications:
+            user.bodies[body["id"]] = body
+            user.cursors[body["id"]] = int(body["cursor"])
+            if body["id"] in read_now:
+                user.unread.discard(body["id"])
+            else:
+                user.unread.add(body["id"])
+        user.aliases.update(change.aliases)
         if change.preferences is not None:
             user.preferences = change.preferences
         excess = len(user.cursors) - self._capacity
@@ -98,7 +109,7 @@ class MemoryStore:
         if ids is None:
             user.unread.clear()
         else:
-            user.unread.difference_update(ids)
+            user.unread.difference_update({*ids, *(user.aliases[i] for i in ids if i in user.aliases)})
         return len(user.unread)
 
     def snapshot_of(self, user_id: str) -> list[dict[str, Any]]:

@@ -60,23 +60,25 @@ class RedisStore:
                     call_keys: list[str] = []
                     spec = []
                     for query in chunk:
-                        call_keys += [keys.seq_key(query.user_id), keys.seen_key(query.user_id)]
-                        call_keys += [keys.group_state_key(query.user_id, g) for g in query.group_keys]
-                        spec.append([len(query.group_keys), list(query.event_ids)])
+                        user = query.user_id
+                        call_keys += [keys.seq_key(user), keys.seen_key(user), keys.aliases_key(user)]
+                        call_keys += [keys.group_state_key(user, g) for g in query.group_keys]
+                        spec.append([len(query.group_keys), list(query.event_ids), list(query.referenced_ids)])
                     await self._load(keys=call_keys, args=[orjson.dumps(spec).decode()], client=pipe)
                 replies = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"loading user state from Redis failed: {exc}") from exc
         snapshots = []
         for chunk, reply in zip(chunks, replies, strict=True):
-            for query, (seq, scores, states) in zip(chunk, reply, strict=True):
+            for query, (seq, scores, states, held_by) in zip(chunk, reply, strict=True):
                 seen = frozenset(e for e, score in zip(query.event_ids, scores or [], strict=False) if score)
                 groups = {
                     g: GroupState.from_json(orjson.loads(raw))
                     for g, raw in zip(query.group_keys, states or [], strict=False)
                     if raw
                 }
-                snapshots.append(UserSnapshot(query.user_id, int(seq), seen, groups))
+                aliases = {i: n for i, n in zip(query.referenced_ids, held_by or [], strict=False) if n}
+                snapshots.append(UserSnapshot(query.user_id, int(seq), seen, groups, aliases))
         return snapshots
 
     def _user_ops(self, change: UserChange, call_keys: list[str], blobs: list[str]) -> dict[str, Any]:
@@ -96,6 +98,7 @@ class RedisStore:
             keys.bodies_key(user),
             keys.unread_key(user),
             keys.preferences_key(user),
+            keys.aliases_key(user),
         ]
         groups = []
         for group, (state, ttl_ms) in change.groups.items():
@@ -104,6 +107,7 @@ class RedisStore:
                 [str(len(call_keys) - base), blob(orjson.dumps(state.to_json()).decode()), str(max(ttl_ms, 1))]
             )
         bodies = {b["id"]: blob(orjson.dumps(b).decode()) for b in change.notifications}
+        read_now = set(change.read_in_batch)
         streams: dict[str, str] = {}
         outbox = []
         shard = keys.outbox_shard_of(user, self.outbox_shards)
@@ -120,9 +124,14 @@ class RedisStore:
             "seq": str(change.new_seq),
             "seen": change.seen_event_ids,
             "groups": groups,
-            "notes": [[b["id"], str(b["cursor"]), bodies[b["id"]]] for b in change.notifications],
+            "notes": [
+                [b["id"], str(b["cursor"]), bodies[b["id"]], "0" if b["id"] in read_now else "1"]
+                for b in change.notifications
+            ],
+            "readall": change.read_all_before,
             "read": change.read_ids,
             "deleted": change.deleted_ids,
+            "aliases": [part for pair in change.aliases.items() for part in pair],
             "prefs": blob(orjson.dumps(change.preferences).decode()) if change.preferences is not None else None,
             "outbox": outbox,
         }
@@ -179,6 +188,9 @@ class RedisStore:
 
     async def mark_read(self, user_id: str, ids: Sequence[str] | None) -> int:
         unread = keys.unread_key(user_id)
+        if ids:
+            held_by = cast(list[str | None], await self._redis.hmget(keys.aliases_key(user_id), list(ids)))
+            ids = list({*ids, *(n for n in held_by if n)})
         async with self._redis.pipeline(transaction=True) as pipe:
             if ids is None:
                 pipe.delete(unread)

@@ -8,7 +8,8 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from herald.errors import DeliveryError
@@ -45,16 +46,23 @@ class Outcome:
     attempts: int
     latency_ms: float
     error: str | None = None
+    notification_id: str | None = None  # None for deliveries that are not a notification (inbox changes)
+    finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def receipt(self) -> dict[str, Any]:
+        """Herald's fields and, as a superset, those the existing application's consumers read
+        (`notificationId`, `deliveryChannel`, `status`, `timestamp`)."""
         return {
             "deliveryId": self.delivery_id,
+            "notificationId": self.notification_id,
             "userId": self.user_id,
             "channel": self.channel,
+            "deliveryChannel": self.channel,
             "status": "DELIVERED" if self.delivered else "FAILED",
             "attempts": self.attempts,
             "latencyMs": round(self.latency_ms, 3),
             "error": self.error,
+            "timestamp": self.finished_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
 
 
@@ -108,4 +116,5 @@ class ChannelProvider(ABC):
             attempts=attempts,
             latency_ms=(time.perf_counter() - started) * 1000,
             error=error,
+            notification_id=job.payload.get("id") if isinstance(job.payload.get("id"), str) else None,
         )

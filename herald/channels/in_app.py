@@ -10,6 +10,12 @@ from redis.exceptions import RedisError
 
 from herald.channels.base import ChannelProvider, DeliveryJob, RetryPolicy
 from herald.errors import DeliveryError
+from herald.store import INBOX_CHANGE
+
+NOTIFICATION_EVENT = "notification"
+# Internal event from the pipeline to the gateways: a user's inbox changed by reads or deletes that came
+# through Kafka. Gateways translate it into each connection's protocol and never forward it as is.
+INBOX_EVENT = "herald:inbox"
 
 
 def user_rooms(user_id: str) -> list[str]:
@@ -79,7 +85,14 @@ class InAppProvider(ChannelProvider):
     async def send(self, job: DeliveryJob) -> None:
         if self._manager is None:
             raise DeliveryError("IN_APP provider used before start()", retriable=True)
+        event, payload = NOTIFICATION_EVENT, job.payload
+        if job.payload.get("kind") == INBOX_CHANGE:
+            # The unread count is left for each gateway to read when it passes the change on: one written
+            # here could be older than a read a client makes meanwhile.
+            event = INBOX_EVENT
+            payload = {key: value for key, value in job.payload.items() if key != "kind"}
+            payload |= {"userId": job.user_id, "unread": None}
         try:
-            await self._manager.emit("notification", job.payload, room=user_rooms(job.user_id), namespace="/")
+            await self._manager.emit(event, payload, room=user_rooms(job.user_id), namespace="/")
         except (RedisError, OSError) as exc:
             raise DeliveryError(f"Socket.IO emit through Redis failed: {exc}", retriable=True) from exc

@@ -38,13 +38,19 @@ class AnalyticsCounters:
 
 
 def read_event(user_id: str, ids: Sequence[str] | None, *, at: datetime, source: str) -> bytes:
-    """A NOTIFICATION_READ event in the wire format; `ids` None means "all read" (metadata.all = true)."""
+    """A NOTIFICATION_READ event in the wire format; `ids` None means "all read" (metadata.all = true).
+
+    A superset: the existing application's analytics consumers read `{notificationId, userId, action,
+    channel(s), timestamp}`, so those fields are there too (`notificationId` the first id, null for all)."""
     event = validate_event(
         {
             "type": EventType.NOTIFICATION_READ.value,
             "eventId": uuid.uuid4().hex,
             "userId": user_id,
             "notificationIds": list(ids or []),
+            "notificationId": ids[0] if ids else None,
+            "action": "read",
+            "channel": "IN_APP",
             "timestamp": at,
             "source": source,
             "channels": ["IN_APP"],

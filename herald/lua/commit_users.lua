@@ -1,10 +1,13 @@
 -- Applies the batch changes of many users; each user's change is applied whole or not at all, guarded by that
 -- user's sequence number (compare-and-set), and the script as a whole is atomic.
--- KEYS, per user: seq, seen, inbox, bodies, unread, prefs, then the group and outbox keys its ops refer to.
+-- KEYS, per user: seq, seen, inbox, bodies, unread, prefs, aliases, then the group and outbox keys its ops
+-- refer to.
 -- ARGV[1]: JSON {now, horizon, cap, users: [ops...]} with numbers as strings. Bodies and group states are not
 -- in it: they are ARGV entries of their own, named by index, so cjson never parses (or re-encodes) them and a
 -- body shared by the inbox and the outbox is sent once. Each ops: {base = index of its first key - 1,
--- expected, seq, seen, groups, notes, read, deleted, prefs, outbox}; keys are named relative to base.
+-- expected, seq, seen, groups, readall, read, deleted, notes, aliases, prefs, outbox}; keys are named relative
+-- to base. Reads and deletes are applied before the batch's new versions: the fold already decided, in event
+-- order, which new versions stay unread (note[4]).
 -- Reply: per user, 1 applied or 0 refused (stale sequence number).
 local batch = cjson.decode(ARGV[1])
 local now = tonumber(batch.now)
@@ -34,12 +37,17 @@ local function apply(ops, key)
     redis.call('SET', key(tonumber(group[1])), ARGV[tonumber(group[2])], 'PX', group[3])
   end
 
-  for _, note in ipairs(ops.notes) do
-    redis.call('HSET', key(4), note[1], ARGV[tonumber(note[3])])
-    redis.call('ZADD', key(3), note[2], note[1])
-    redis.call('SADD', key(5), note[1])
+  if ops.readall == '' then
+    redis.call('DEL', key(5))
+  elseif ops.readall ~= cjson.null and ops.readall ~= nil then
+    -- Only those created up to a time: createdAt is written the same way as the cutoff, so strings compare.
+    for _, id in ipairs(redis.call('SMEMBERS', key(5))) do
+      local body = redis.call('HGET', key(4), id)
+      if not body or cjson.decode(body).createdAt <= ops.readall then
+        redis.call('SREM', key(5), id)
+      end
+    end
   end
-
   for _, id in ipairs(ops.read) do
     redis.call('SREM', key(5), id)
   end
@@ -47,6 +55,22 @@ local function apply(ops, key)
     redis.call('ZREM', key(3), id)
     redis.call('HDEL', key(4), id)
     redis.call('SREM', key(5), id)
+  end
+
+  for _, note in ipairs(ops.notes) do
+    redis.call('HSET', key(4), note[1], ARGV[tonumber(note[3])])
+    redis.call('ZADD', key(3), note[2], note[1])
+    if note[4] == '1' then
+      redis.call('SADD', key(5), note[1])
+    else
+      redis.call('SREM', key(5), note[1])
+    end
+  end
+
+  if #ops.aliases > 0 then
+    -- The application's ids of notifications folded into groups; they live as long as applied event ids do.
+    redis.call('HSET', key(7), unpack(ops.aliases))
+    redis.call('PEXPIRE', key(7), horizon)
   end
   if ops.prefs ~= cjson.null and ops.prefs ~= nil then
     redis.call('SET', key(6), ARGV[tonumber(ops.prefs)])

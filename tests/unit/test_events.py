@@ -131,7 +131,7 @@ def _bad(mutate: dict[str, Any] | None = None, drop: str | None = None) -> bytes
         (_bad(drop="userId"), "userId", "missing"),
         (_bad({"userId": 123}), "userId", "string"),
         (_bad({"userId": ""}), "userId", "at least 1"),
-        (_bad({"priority": "CRITICAL"}), "priority", "LOW"),
+        (_bad({"priority": "SEVERE"}), "priority", "CRITICAL"),
         (_bad({"channels": ["IN_APP", "PIGEON"]}), "channels[1]", "WEBHOOK"),
         (_bad({"channels": "IN_APP"}), "channels", "array"),
         (_bad({"type": "NOTIFICATION_EXPLODED"}), "type", "NOTIFICATION_CREATED"),

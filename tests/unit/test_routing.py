@@ -20,6 +20,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    timestamp: int = 1_795_687_200_000
 
 
 def test_route_splits_valid_and_invalid_and_tracks_offsets() -> None:
