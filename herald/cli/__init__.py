@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from herald.cli import clients, ops, pipeline_cmds, stack
+from herald.cli import clients, ops, pipeline_cmds, stack, users
 
 app = typer.Typer(
     name="herald",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(stack.app, name="stack")
+app.add_typer(users.app, name="users")
 ops.register(app)
 clients.register(app)
 pipeline_cmds.register(app)

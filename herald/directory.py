@@ -1,0 +1,429 @@
+"""The user directory: actor id -> display name and avatar, so a notification can say "John liked your post"
+when its event carries only an actor id. One Redis hash; filled by `herald users import` or the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar, cast
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from herald import keys
+from herald.config import get_settings
+from herald.errors import HeraldError, StoreError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Profiles per script call: one call holds Redis for about a millisecond. A pipeline carries at most
+# PIPELINE_CALLS of them, so importing a million users does not buffer the whole file in one request.
+PROFILES_PER_CALL = 1000
+PIPELINE_CALLS = 20
+# Accepted spellings of the avatar in import files, most specific first (`image` is what Auth.js stores).
+AVATAR_KEYS = ("avatarUrl", "avatar_url", "image")
+
+# A Lua merge rather than HMGET + HSET: one round trip per chunk, and atomic, so two writers cannot interleave
+# between read and write and lose each other's avatar. ARGV holds (id, name, avatar) triples, name and avatar
+# already JSON-encoded by Python or '' when the new profile lacks them (the stored value is then kept).
+# cjson escapes "/" as "\/"; the gsub undoes it so a kept URL is stored as Python would write it.
+_REMEMBER_SCRIPT = """
+local function kept(old, field)
+  if type(old[field]) ~= 'string' then return 'null' end
+  return (string.gsub(cjson.encode(old[field]), '\\\\/', '/'))
+end
+for i = 1, #ARGV, 3 do
+  local id, name, avatar = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if name == '' or avatar == '' then
+    local raw = redis.call('HGET', KEYS[1], id)
+    local ok, old = false, nil
+    if raw then ok, old = pcall(cjson.decode, raw) end
+    if not ok or type(old) ~= 'table' then old = {} end
+    if name == '' then name = kept(old, 'name') end
+    if avatar == '' then avatar = kept(old, 'avatarUrl') end
+  end
+  redis.call('HSET', KEYS[1], id, '{"name":' .. name .. ',"avatarUrl":' .. avatar .. '}')
+end
+return #ARGV / 3
+"""
+
+
+class DirectoryImportError(HeraldError, ValueError):
+    """A profile file cannot be read or has a bad row; names the file, the line (when known) and the problem."""
+
+    def __init__(self, source: str, line: int | None, problem: str) -> None:
+        self.source = source
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{source}, line {line}: {problem}" if line is not None else f"{source}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """What the directory knows of a user; None means unknown, never "erase"."""
+
+    id: str
+    name: str | None = None
+    avatar_url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "avatarUrl": self.avatar_url}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UserProfile:
+        """Strict: `id` a non-empty string, `name` and `avatarUrl` strings or absent; ValueError otherwise."""
+        user_id = data.get("id")
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError(f"id must be a non-empty string, not {user_id!r}")
+        name, avatar = data.get("name"), data.get("avatarUrl")
+        for field, value in (("name", name), ("avatarUrl", avatar)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{field} must be a string or null, not {type(value).__name__}")
+        return cls(user_id, name, avatar)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.name and not self.avatar_url
+
+
+def merge(old: UserProfile | None, new: UserProfile) -> UserProfile:
+    """What `remember` stores: the new profile's values, the old ones where the new profile has none."""
+    if old is None:
+        return new
+    return UserProfile(new.id, new.name or old.name, new.avatar_url or old.avatar_url)
+
+
+class UserDirectory(Protocol):
+    async def lookup(self, user_ids: Sequence[str]) -> dict[str, UserProfile]: ...
+
+    async def remember(self, profiles: Iterable[UserProfile]) -> int: ...
+
+
+class MemoryUserDirectory:
+    """The unit tier's directory: a dict with the Redis directory's merge semantics."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, UserProfile] = {}
+
+    async def lookup(self, user_ids: Sequence[str]) -> dict[str, UserProfile]:
+        return {uid: self.profiles[uid] for uid in user_ids if uid in self.profiles}
+
+    async def remember(self, profiles: Iterable[UserProfile]) -> int:
+        written = 0
+        for profile in profiles:
+            if not profile.is_empty:
+                self.profiles[profile.id] = merge(self.profiles.get(profile.id), profile)
+                written += 1
+        return written
+
+
+def _stored_value(user_id: str, raw: str) -> UserProfile:
+    data = orjson.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return UserProfile.from_json({**data, "id": user_id})
+
+
+def _script_args(profile: UserProfile) -> list[str]:
+    # '' is the script's "absent" marker; an empty name is as good as none, so it is sent as absent too.
+    return [
+        profile.id,
+        orjson.dumps(profile.name).decode() if profile.name else "",
+        orjson.dumps(profile.avatar_url).decode() if profile.avatar_url else "",
+    ]
+
+
+class RedisUserDirectory:
+    """The directory in one Redis hash (keys.directory_key()): field = user id, value = {"name", "avatarUrl"}.
+
+    Needs a client with decode_responses=True. `unparsable` counts stored values lookup() skipped.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+        self._remember = client.register_script(_REMEMBER_SCRIPT)
+        self.unparsable = 0
+        kwargs = client.connection_pool.connection_kwargs
+        self._where = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}")
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float = 10.0) -> RedisUserDirectory:
+        client = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+        return cls(client)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    def _failure(self, what: str, exc: RedisError) -> StoreError:
+        cause = str(exc).rstrip(".")
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            hint = "is the stack up? try `herald doctor`"
+            return StoreError(f"Redis at {self._where} unreachable while {what}: {cause}; {hint}")
+        return StoreError(f"Redis at {self._where} failed {what}: {cause}")
+
+    async def lookup(self, user_ids: Sequence[str]) -> dict[str, UserProfile]:
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return {}
+        try:
+            raws = cast(list[str | None], await self._redis.hmget(keys.directory_key(), ids))
+        except RedisError as exc:
+            raise self._failure("reading the user directory", exc) from exc
+        found: dict[str, UserProfile] = {}
+        bad = 0
+        for user_id, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                found[user_id] = _stored_value(user_id, raw)
+            except ValueError:  # orjson.JSONDecodeError is a ValueError
+                bad += 1
+        if bad:
+            # Skipped, not raised: one corrupt entry must not cost every other actor of a batch their name.
+            self.unparsable += bad
+            log.warning("user directory: %d unparsable value(s) skipped", bad)
+        return found
+
+    async def remember(self, profiles: Iterable[UserProfile]) -> int:
+        wanted = [p for p in profiles if not p.is_empty]
+        key = keys.directory_key()
+        calls = [wanted[i : i + PROFILES_PER_CALL] for i in range(0, len(wanted), PROFILES_PER_CALL)]
+        written = 0
+        try:
+            for first in range(0, len(calls), PIPELINE_CALLS):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for chunk in calls[first : first + PIPELINE_CALLS]:
+                        args = [arg for profile in chunk for arg in _script_args(profile)]
+                        await self._remember(keys=[key], args=args, client=pipe)
+                    written += sum(int(n) for n in await pipe.execute())
+        except RedisError as exc:
+            progress = f"{written} of {len(wanted)} profiles written"
+            raise self._failure(f"writing the user directory ({progress})", exc) from exc
+        return written
+
+
+class SyncUserDirectory:
+    """Blocking facade for code without an event loop (the SDK way to fill the directory): a
+    RedisUserDirectory on a private loop thread, as SyncNotificationProducer does it."""
+
+    def __init__(self, url: str | None = None, *, timeout_s: float = 10.0) -> None:
+        self._url = url if url is not None else get_settings().redis_url
+        self._timeout_s = timeout_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._directory: RedisUserDirectory | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._directory is not None:
+                return
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="herald-directory", daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+            try:
+                # The async client's connections belong to the loop that opens them: build it on the loop thread.
+                self._directory = self._call(self._create())
+            except BaseException:
+                self._stop_loop()
+                raise
+
+    async def _create(self) -> RedisUserDirectory:
+        return RedisUserDirectory.from_url(self._url, timeout_s=self._timeout_s)
+
+    def register(self, profiles: Iterable[UserProfile]) -> int:
+        """Add or update profiles (merged as RedisUserDirectory.remember does); returns how many were written."""
+        return self._call(self._started().remember(list(profiles)))
+
+    def lookup(self, user_ids: Sequence[str]) -> dict[str, UserProfile]:
+        return self._call(self._started().lookup(list(user_ids)))
+
+    def close(self) -> None:
+        with self._lock:
+            directory, self._directory = self._directory, None
+            if directory is not None:
+                try:
+                    self._call(directory.close())
+                finally:
+                    self._stop_loop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _started(self) -> RedisUserDirectory:
+        if self._directory is None:
+            self.start()
+        assert self._directory is not None  # start() either set it or raised
+        return self._directory
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("SyncUserDirectory is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _stop_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+
+# --- Import files -------------------------------------------------------------------------------------------
+
+
+def _optional_text(record: Mapping[str, Any], field: str) -> str | None:
+    value = record.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string, not {_json_type(value)}")
+    return value.strip() or None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def profile_from_record(record: Mapping[str, Any]) -> UserProfile:
+    """One import row (any accepted spelling) -> a profile; ValueError names what is wrong with the row."""
+    user_id = record.get("id")
+    if user_id is None:
+        raise ValueError("id is missing")
+    if not isinstance(user_id, str):
+        raise ValueError(f"id must be a string, not {_json_type(user_id)}")
+    if not user_id.strip():
+        raise ValueError("id is empty")
+    if user_id != user_id.strip():
+        # Most likely a CSV written as "id, name": the stored id would never match an event's actor id.
+        raise ValueError(f"id {user_id!r} has leading or trailing whitespace")
+    name = _optional_text(record, "name")
+    avatar = None
+    for field in AVATAR_KEYS:
+        avatar = avatar or _optional_text(record, field)  # every spelling is checked, the first one wins
+    return UserProfile(user_id, name, avatar)
+
+
+def _profile_at(source: str, line: int, record: Any) -> UserProfile:
+    if not isinstance(record, dict):
+        raise DirectoryImportError(source, line, f"expected a JSON object, not {_json_type(record)}")
+    try:
+        return profile_from_record(record)
+    except ValueError as exc:
+        raise DirectoryImportError(source, line, str(exc)) from None
+
+
+def _parse_jsonl(source: str, text: str) -> list[UserProfile]:
+    profiles = []
+    # split("\n"), not splitlines(): that also splits at U+2028 and friends, which JSON strings may hold raw.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DirectoryImportError(source, number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        profiles.append(_profile_at(source, number, record))
+    return profiles
+
+
+def _array_items(text: str, count: int) -> Iterator[tuple[int, Any]]:
+    """(line, item) of an already validated JSON array: json reports no positions, so walk it with raw_decode."""
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, 0) + 1  # past '['
+    line, counted_to = 1, 0
+    for _ in range(count):
+        pos = _skip_space(text, pos)
+        line += text.count("\n", counted_to, pos)
+        counted_to = pos
+        item, end = decoder.raw_decode(text, pos)
+        yield line, item
+        pos = _skip_space(text, end) + 1  # past ',' or ']'
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _parse_json_array(source: str, text: str) -> list[UserProfile]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DirectoryImportError(source, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(items, list):
+        raise DirectoryImportError(source, 1, f"expected a JSON array of profiles, not {_json_type(items)}")
+    return [_profile_at(source, line, item) for line, item in _array_items(text, len(items))]
+
+
+def _parse_csv(source: str, text: str) -> list[UserProfile]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames
+        if not header:
+            raise DirectoryImportError(source, 1, "no header row (expected e.g. id,name,avatarUrl)")
+        reader.fieldnames = [column.strip() for column in header]
+        if "id" not in reader.fieldnames:
+            raise DirectoryImportError(source, 1, f"the header has no id column: {','.join(reader.fieldnames)}")
+        profiles = []
+        for row in reader:
+            # line_num is the record's last physical line; a quoted cell may span several.
+            line = reader.line_num - sum(v.count("\n") for v in row.values() if isinstance(v, str))
+            if None in row:  # DictReader files surplus cells under the key None
+                raise DirectoryImportError(source, line, "more fields than the header has")
+            # An empty cell is an absent value, as a JSON null would be; an empty id stays "" to be named as such.
+            record = {k: v if k == "id" else v or None for k, v in row.items()}
+            profiles.append(_profile_at(source, line, record))
+    except csv.Error as exc:
+        raise DirectoryImportError(source, reader.line_num, f"not valid CSV: {exc}") from None
+    return profiles
+
+
+_PARSERS: dict[str, Callable[[str, str], list[UserProfile]]] = {
+    ".jsonl": _parse_jsonl,
+    ".ndjson": _parse_jsonl,
+    ".json": _parse_json_array,
+    ".csv": _parse_csv,
+}
+
+
+def load_profiles(path: Path) -> list[UserProfile]:
+    """Read an import file, format by suffix (.jsonl/.ndjson, .json array, .csv with a header; `-` is stdin as
+    JSON Lines). Every row is checked before any is returned; the first bad one raises DirectoryImportError."""
+    if str(path) == "-":
+        return _parse_jsonl("<stdin>", sys.stdin.read())
+    parse = _PARSERS.get(path.suffix.lower())
+    if parse is None:
+        raise DirectoryImportError(str(path), None, "unknown format: use .jsonl, .ndjson, .json (an array) or .csv")
+    try:
+        # utf-8-sig: spreadsheet exports often start with a byte order mark, which would rename the first column.
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DirectoryImportError(str(path), None, f"cannot read: {exc}") from None
+    return parse(str(path), text)
