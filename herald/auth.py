@@ -1,4 +1,4 @@
-"""JWTs for Socket.IO clients (DESIGN 7): `sub` is the user id; only the configured algorithm is accepted."""
+"""Client tokens (DESIGN 7): Herald JWTs (`sub` is the user id, only the configured alg) or Auth.js session tokens."""
 
 from __future__ import annotations
 
@@ -62,10 +62,29 @@ def verify_token(settings: Settings, token: str) -> TokenClaims:
 
 
 def authenticate(settings: Settings, token: str | None, cookie_header: str | None) -> TokenClaims:
-    """Who a Socket.IO client is, from its `auth.token` or else its Auth.js session cookie."""
+    """Who a Socket.IO client is: its `auth.token` (Herald JWT or Auth.js JWE), else its Auth.js session cookie."""
     if token:
+        # A JWE compact serialization has 5 parts, a JWS 3: the shape says which kind of token was sent.
+        if token.count(".") == 4:
+            return _authjs_claims(settings, token, settings.authjs_cookie_names)
         return verify_token(settings, token)
+    if cookie_header:
+        from herald.authjs import session_token_from_cookies  # noqa: PLC0415 - herald.authjs imports this module
+
+        found = session_token_from_cookies(cookie_header, settings.authjs_cookie_names)
+        if found is not None:
+            cookie_token, cookie_name = found
+            # The cookie's own name is its key's salt, so only that one is tried.
+            return _authjs_claims(settings, cookie_token, [cookie_name])
     raise AuthError("missing token: connect with auth {token} or an Auth.js session cookie")
+
+
+def _authjs_claims(settings: Settings, token: str, salts: list[str]) -> TokenClaims:
+    from herald.authjs import decrypt_session_token  # noqa: PLC0415 - herald.authjs imports this module
+
+    if settings.authjs_secret is None:
+        raise AuthError("Auth.js session tokens need the Auth.js secret: set HERALD_AUTHJS_SECRET or AUTH_SECRET")
+    return decrypt_session_token(settings.authjs_secret.get_secret_value(), token, salts=salts)
 
 
 def _signing_key(settings: Settings) -> str | RSAPrivateKey:
