@@ -43,8 +43,7 @@ def aggregator(store: MemoryStore, directory: MemoryUserDirectory) -> Aggregator
 async def apply(aggregator: Aggregator, *wires: dict[str, Any]) -> ApplyReport:
     """As the reader does: no eventId on the wire, so the id comes from the record's coordinates."""
     events = [
-        decode_event(orjson.dumps(w), fallback_event_id=f"kafka:notification-events:0:{next(_offsets)}")
-        for w in wires
+        decode_event(orjson.dumps(w), fallback_event_id=f"kafka:notification-events:0:{next(_offsets)}") for w in wires
     ]
     return await aggregator.apply(events)
 
@@ -179,9 +178,7 @@ async def test_single_notification_keeps_the_application_id(aggregator: Aggregat
     assert await store.unread_count("u1") == 0
 
 
-async def test_read_and_delete_by_application_id_reach_the_group(
-    aggregator: Aggregator, store: MemoryStore
-) -> None:
+async def test_read_and_delete_by_application_id_reach_the_group(aggregator: Aggregator, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor="john", notification_id="a1"),
