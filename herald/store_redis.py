@@ -116,7 +116,8 @@ class RedisStore:
             if stream not in streams:
                 call_keys.append(stream)
                 streams[stream] = str(len(call_keys) - base)
-            payload = bodies.get(entry.payload["id"]) or blob(orjson.dumps(entry.payload).decode())
+            # An inbox change (reads, deletes) is no notification body: it has no id and is sent as it is.
+            payload = bodies.get(str(entry.payload.get("id"))) or blob(orjson.dumps(entry.payload).decode())
             outbox.append([streams[stream], entry.delivery_id, user, payload])
         return {
             "base": str(base),
