@@ -1,4 +1,5 @@
-"""Client tokens (DESIGN 7): Herald JWTs (`sub` is the user id, only the configured alg) or Auth.js session tokens."""
+"""Client tokens (docs/architecture.md, Socket.IO protocol): Herald JWTs (`sub` is the user id, only the
+configured algorithm) or Auth.js session tokens."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`herald doctor`: is everything Herald needs reachable and configured as DESIGN says? Each check is bounded
-in time and says how to fix what it finds."""
+"""`herald doctor`: is everything Herald needs reachable and configured as docs/architecture.md says? Each check
+is bounded in time and says how to fix what it finds."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ async def check_redis(settings: Settings) -> CheckResult:
         await client.aclose()
     version = server.get("redis_version", "?")
     if str(persistence.get("aof_enabled")) != "1":
-        # The no-loss guarantee (DESIGN 3) assumes a Redis restart replays the append-only file.
+        # The no-loss guarantee (docs/architecture.md, Guarantees) assumes a Redis restart replays the AOF.
         detail = f"Redis {version} at {_redact(settings.redis_url)}: AOF is off"
         return CheckResult("redis", False, detail, "enable `appendonly yes` with `appendfsync everysec`")
     return CheckResult("redis", True, f"Redis {version} at {_redact(settings.redis_url)}, AOF on")

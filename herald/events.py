@@ -1,4 +1,4 @@
-"""The wire format of notification events (docs/architecture.md, "Wire format"): pydantic models, decode/encode
+"""The wire format of notification events (docs/architecture.md, Wire format): pydantic models, decode/encode
 and JSON Schema.
 
 camelCase on the wire, snake_case in Python. Unknown fields are kept so events pass through Herald unchanged.

@@ -39,7 +39,7 @@ def request_timeout_ms(settings: Settings) -> int:
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """Options of every Herald producer (DESIGN 9: idempotent, acks=all, compression, short linger)."""
+    """Options of every Herald producer (idempotent, acks=all, compression, short linger; docs/architecture.md)."""
     return {
         "bootstrap_servers": settings.kafka_bootstrap,
         "client_id": "herald-producer",

@@ -1,4 +1,5 @@
-"""Herald's Kafka topics as data (DESIGN section 9): created idempotently, checked, never silently changed."""
+"""Herald's Kafka topics as data (docs/architecture.md, Kafka topics): created idempotently, checked, never
+silently changed."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class TopicReport:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics of DESIGN section 9; only the input topic's partition count comes from settings."""
+    """The topics of docs/architecture.md (Kafka topics); only the input topic's partition count comes from settings."""
     return [
         TopicSpec(
             EVENTS_TOPIC,

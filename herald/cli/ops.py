@@ -19,7 +19,9 @@ from herald.topics import TopicReport, TopicStatus, describe_topics, ensure_topi
 
 console = Console()
 err_console = Console(stderr=True)
-topics_app = typer.Typer(help="Create and check Herald's Kafka topics (DESIGN section 9).", no_args_is_help=True)
+topics_app = typer.Typer(
+    help="Create and check Herald's Kafka topics (docs/architecture.md, Kafka topics).", no_args_is_help=True
+)
 
 _STATUS_STYLE = {TopicStatus.CREATED: "cyan", TopicStatus.OK: "green", TopicStatus.DIFFERS: "red"}
 

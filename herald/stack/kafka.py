@@ -27,7 +27,7 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "scripts" / "kafka-pom.xml"
 
-# 1 MiB topic payloads (DESIGN §9) plus record-batch overhead.
+# 1 MiB topic payloads (docs/architecture.md, Kafka topics) plus record-batch overhead.
 MESSAGE_MAX_BYTES = 1024 * 1024 + 64 * 1024
 
 
@@ -201,7 +201,7 @@ class KafkaBroker(Service):
             "num.network.threads": "2",
             "num.io.threads": "2",
             "num.recovery.threads.per.data.dir": "1",
-            # Topics are created by the pipeline with their configs (DESIGN §9); a typo must not create one.
+            # The pipeline creates topics with their configs (docs/architecture.md); a typo must not create one.
             "auto.create.topics.enable": "false",
             "message.max.bytes": str(MESSAGE_MAX_BYTES),
             "replica.fetch.max.bytes": str(MESSAGE_MAX_BYTES),

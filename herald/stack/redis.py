@@ -1,4 +1,5 @@
-"""Redis from the OS package (redis-server) on 127.0.0.1:redis_port, AOF on as in production (DESIGN §8)."""
+"""Redis from the OS package (redis-server) on 127.0.0.1:redis_port, AOF on as in production (docs/architecture.md,
+Redis data model)."""
 
 from __future__ import annotations
 

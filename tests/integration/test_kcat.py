@@ -15,7 +15,7 @@ from tests.support.events import design_example
 
 pytestmark = pytest.mark.integration
 
-# DESIGN section 4's example as the existing application sends it: no eventId.
+# The wire format example (docs/architecture.md) as the existing application sends it: no eventId.
 EXAMPLE = design_example(event_id=None)
 
 

@@ -59,8 +59,8 @@ def make_event(**kwargs: Any) -> NotificationEvent:
 
 
 def design_example(*, event_id: str | None = "0b9f6c1e-1") -> dict[str, Any]:
-    """DESIGN.md section 4's example event, verbatim apart from the elided strings; without eventId as the
-    existing application sends it when `event_id` is None."""
+    """The wire format example event (docs/architecture.md), verbatim apart from the elided strings; without
+    eventId as the existing application sends it when `event_id` is None."""
     example: dict[str, Any] = {
         "type": "NOTIFICATION_CREATED",
         "eventId": event_id,

@@ -1,4 +1,5 @@
-"""Rules, windows and texts of DESIGN section 5, through the Aggregator over an in-memory store and a fake clock."""
+"""Rules, windows and texts (docs/architecture.md, Aggregation), through the Aggregator over an in-memory store
+and a fake clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DESIGN section 5's example through the whole system: SDK -> Kafka -> Ray -> Redis -> Socket.IO client."""
+"""The three-likes example of docs/architecture.md through the whole system: SDK -> Kafka -> Ray -> Redis ->
+Socket.IO client."""
 
 from __future__ import annotations
 
