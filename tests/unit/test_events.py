@@ -1,4 +1,4 @@
-"""The wire format: the DESIGN example round-trips, extras survive, every bad input names its field."""
+"""The wire format: the documented example round-trips, extras survive, every bad input names its field."""
 
 from __future__ import annotations
 
