@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from herald.channels.in_app import INBOX_EVENT
 from herald.config import Settings
 
 
@@ -25,6 +26,9 @@ class GatewayLimits:
     # at worst lets a very old duplicate through, never drops a new notification.
     remembered_versions: int = 2048
     connect_timeout_s: float = 10.0
+    # Unread counts read from the store are coalesced per user over this window: a burst of notifications to
+    # compat clients costs a few reads, not one each.
+    count_coalesce_s: float = 0.05
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayLimits:
@@ -80,6 +84,7 @@ class ClientSession:
     user_id: str
     bucket: TokenBucket
     max_remembered: int
+    protocol: str = "herald"  # protocol.HERALD or protocol.COMPAT: the event names this client speaks
     replaying: bool = True
     pending: list[tuple[str, Any]] = field(default_factory=list)
     sent_versions: OrderedDict[str, int] = field(default_factory=OrderedDict)
@@ -102,9 +107,15 @@ class ClientSession:
 
     def accept_live(self, event: str, payload: Any) -> bool:
         """Decide for a live emit: hold it during the replay, else send it if it is not stale."""
+        if event == INBOX_EVENT and not self.owns(payload):
+            return False
         if self.replaying:
             self.pending.append((event, payload))
             return False
         if event == "notification":
             return self.admit(payload)
         return True
+
+    def owns(self, change: Any) -> bool:
+        """Rooms already keep users apart; an inbox change naming another user is refused all the same."""
+        return isinstance(change, dict) and change.get("userId") == self.user_id

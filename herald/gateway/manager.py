@@ -1,6 +1,6 @@
-"""python-socketio's Redis manager with a gate in front of local delivery: every emit that reaches this
+"""python-socketio's Redis manager with a router in front of local delivery: every emit that reaches this
 gateway (from the pipeline's write-only emitters, from another gateway or from this one) is offered to the
-recipient's ClientSession before it is written to the socket."""
+recipients' ClientSessions, which hold, drop or translate it, before anything is written to a socket."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import socketio
 
 log = logging.getLogger(__name__)
 
-# Decides, per recipient sid, whether an emit goes out now (True) or is held or dropped (False).
-Gate = Callable[[str, str, Any], bool]
+# (event, payload, recipient sids): one packet to write to those sockets.
+Delivery = tuple[str, Any, list[str]]
+# Given an emit's event, payload and local recipients, what to send to whom: recipients left out are held or
+# dropped; recipients speaking another protocol get another event. Deliveries are sent in order.
+Router = Callable[[str, Any, list[str]], list[Delivery]]
 RESUBSCRIBE_TIMEOUT_S = 60.0
 
 
@@ -23,13 +26,13 @@ class GatedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self,
         url: str,
         *,
-        gate: Gate,
+        router: Router,
         on_resubscribed: Callable[[], None] | None = None,
         channel: str = "socketio",
         redis_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(url, channel=channel, redis_options=redis_options)
-        self._gate = gate
+        self._router = router
         self._on_resubscribed = on_resubscribed
 
     def _redis_connect(self) -> None:
@@ -57,17 +60,19 @@ class GatedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             return
         namespace = message.get("namespace") or "/"
         data = message.get("data")
-        payload = data[0] if isinstance(data, list) and len(data) == 1 else data
+        # python-socketio's convention: one argument is the payload, several travel as a tuple.
+        arguments = data if isinstance(data, list) else [data]
+        payload = arguments[0] if len(arguments) == 1 else tuple(arguments)
         skip = message.get("skip_sid")
         skipped = set(skip) if isinstance(skip, list) else {skip}
-        event = str(message.get("event"))
-        admitted = [
-            sid
-            for sid, _eio_sid in self.get_participants(namespace, message.get("room"))
-            if sid not in skipped and self._gate(sid, event, payload)
+        recipients = [
+            sid for sid, _eio_sid in self.get_participants(namespace, message.get("room")) if sid not in skipped
         ]
-        if admitted:
-            await super()._handle_emit({**message, "room": admitted, "skip_sid": None})
+        if not recipients:
+            return
+        for event, out, sids in self._router(str(message.get("event")), payload, recipients):
+            args = list(out) if isinstance(out, tuple) else [out]
+            await super()._handle_emit({**message, "event": event, "data": args, "room": sids, "skip_sid": None})
 
     async def wait_subscribed(self, timeout_s: float) -> None:
         """Wait until the pub/sub listener is subscribed, so emits made after this are not missed."""

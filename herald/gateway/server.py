@@ -1,5 +1,8 @@
-"""The Socket.IO gateway (DESIGN section 7): JWT-authenticated connections placed in their own rooms, replay
+"""The Socket.IO gateway (DESIGN section 7): authenticated connections placed in their own rooms, replay
 of what a client missed since its cursor, read acknowledgements, and live emits fanned out through Redis.
+
+Each connection speaks Herald's own protocol or the existing application's ("compat", see compat.py), chosen
+at connect; emits arrive in Herald's internal vocabulary and are translated per protocol on the way out.
 
 Ordering and duplicates: a client enters its rooms first and is replayed from the store after, so nothing
 emitted in between is missed; live emits that reach it during the replay are held and flushed after it, and
@@ -11,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,14 +30,17 @@ from redis.exceptions import RedisError
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from herald import auth
-from herald.channels.in_app import user_rooms
+from herald.channels.in_app import INBOX_EVENT, user_rooms
 from herald.config import Settings
 from herald.errors import AuthError, ConfigError, HeraldError
 from herald.gateway import protocol
 from herald.gateway.analytics import AnalyticsPublisher
+from herald.gateway.client_events import ClientEvents
+from herald.gateway.fanout import Fanout
 from herald.gateway.http import STATIC_DIR, HttpApp
 from herald.gateway.limits import ClientSession, GatewayLimits, TokenBucket
 from herald.gateway.manager import GatedRedisManager
+from herald.gateway.translate import translate
 from herald.store import InboxStore
 
 log = logging.getLogger(__name__)
@@ -42,8 +49,6 @@ NAMESPACE = "/"
 # Replays stop after this many pages even if the store keeps answering (an inbox is capped far below it).
 MAX_REPLAY_PAGES = 100
 SHUTDOWN_TIMEOUT_S = 5
-
-Handler = Callable[[ClientSession, tuple[Any, ...]], Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -57,6 +62,7 @@ class GatewayCounters:
     store_errors: int = 0
     expired: int = 0
     resubscriptions: int = 0
+    count_reads: int = 0  # unread counts read for connections without an emit carrying one
 
 
 class _QuietServer(uvicorn.Server):
@@ -90,9 +96,16 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiries: dict[str, asyncio.TimerHandle] = {}  # sid -> disconnect when its token expires
         self.counters = GatewayCounters()
+        self._fanout = Fanout(
+            self._sessions,
+            self._send,
+            read_count=self._read_count,
+            count_window_s=self.limits.count_coalesce_s,
+            on_count_error=self._count_failed,
+        )
         self._manager = GatedRedisManager(
             settings.redis_url,
-            gate=self._gate,
+            router=self._fanout.route,
             on_resubscribed=self._after_subscription_gap,
             redis_options={"client_name": f"herald-gateway-{os.getpid()}-{id(self):x}"},
         )
@@ -105,6 +118,9 @@ class Gateway:
             transports=["polling", "websocket"],
             logger=False,
             engineio_logger=False,
+        )
+        self._events = ClientEvents(
+            store, self.limits, self.analytics, announce=self._announce, send_count=self._fanout.send_count
         )
         self._http = HttpApp(self.health, static_dir)
         self.asgi_app = socketio.ASGIApp(self.sio, other_asgi_app=self._http)
@@ -168,6 +184,7 @@ class Gateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._fanout.close()
         if self._server is not None and self._serve_task is not None:
             self._server.should_exit = True
             await asyncio.gather(self._serve_task, return_exceptions=True)
@@ -189,26 +206,34 @@ class Gateway:
             "analytics": asdict(self.analytics.counters),
         }
 
-    # -- delivery gate ---------------------------------------------------------------------------------
+    # -- counts and inbox changes ----------------------------------------------------------------------
 
-    def _gate(self, sid: str, event: str, payload: Any) -> bool:
-        session = self._sessions.get(sid)
-        return True if session is None else session.accept_live(event, payload)
+    async def _read_count(self, user_id: str) -> int:
+        self.counters.count_reads += 1
+        return await self._store.unread_count(user_id)
+
+    def _count_failed(self, exc: Exception) -> None:
+        self.counters.store_errors += 1
+        log.warning("reading an unread count failed: %s", exc)
+
+    async def _announce(self, user_id: str, change: dict[str, Any]) -> None:
+        # Through the manager, so every device of the user on every gateway hears it.
+        await self.sio.emit(INBOX_EVENT, change, room=user_rooms(user_id)[0])
 
     # -- connection ------------------------------------------------------------------------------------
 
     def _register(self) -> None:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on("mark_read", self._client_event(self._mark_read))
-        self.sio.on("mark_all_read", self._client_event(self._mark_all_read))
-        self.sio.on("fetch", self._client_event(self._fetch))
-        self.sio.on("*", self._on_unknown)
+        # Every client event, of either protocol, through one dispatcher and the connection's own table.
+        self.sio.on("*", self._on_event)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth_data: Any = None) -> None:
         try:
-            request = protocol.parse_connect_auth(auth_data)
-            claims = auth.verify_token(self._settings, request.token)
+            request = protocol.parse_connect_auth(
+                auth_data, environ.get("QUERY_STRING", ""), self._settings.gateway_protocol
+            )
+            claims = auth.authenticate(self._settings, request.token, environ.get("HTTP_COOKIE"))
         except (protocol.ProtocolError, AuthError) as exc:
             self.counters.refused += 1
             raise SocketRefused(str(exc)) from None
@@ -220,6 +245,7 @@ class Gateway:
             user_id=claims.user_id,
             bucket=TokenBucket(self.limits.events_per_s, self.limits.burst, self._clock_s),
             max_remembered=self.limits.remembered_versions,
+            protocol=request.protocol,
         )
         self._sessions[sid] = session
         self._expire_at(sid, claims.expires_at)
@@ -271,22 +297,34 @@ class Gateway:
                 await self._send_backlog(sid, session, since)
             mark = len(session.pending)
             unread = await self._store.unread_count(session.user_id)
-            await self._send(sid, protocol.UNREAD_EVENT, {"unread": unread})
-            # Held unread counts from before `unread` was read are older than it: drop them.
-            session.pending = [
-                (event, payload)
-                for index, (event, payload) in enumerate(session.pending)
-                if index >= mark or event != protocol.UNREAD_EVENT
-            ]
-            while session.pending:
-                event, payload = session.pending.pop(0)
-                if event != protocol.NOTIFICATION_EVENT or session.admit(payload):
-                    await self._send(sid, event, payload)
-            session.replaying = False  # no await since the loop saw `pending` empty: nothing slips between
+            await self._fanout.send_count(sid, session, unread)
+            refresh = await self._flush_held(sid, session, mark)
+            session.replaying = False  # no await since the flush saw `pending` empty: nothing slips between
+            if refresh:
+                self._fanout.refresh_count(session, sid)
         except (HeraldError, RedisError, OSError) as exc:
             self.counters.store_errors += 1
             log.warning("replay for %s failed (%s); disconnecting it so it reconnects and retries", sid, exc)
             await self.sio.disconnect(sid, ignore_queue=True)
+
+    async def _flush_held(self, sid: str, session: ClientSession, mark: int) -> bool:
+        """Send what was held during the replay, translated now; True when a count must still be read.
+
+        The first `mark` items were held before the replay read the unread count, so the counts they carry
+        (or would need) are older than it: they are dropped."""
+        refresh = False
+        for index in itertools.count():
+            if not session.pending:
+                return refresh
+            event, payload = session.pending.pop(0)
+            if event == protocol.NOTIFICATION_EVENT and not session.admit(payload):
+                continue
+            translation = translate(session.protocol, event, payload)
+            current = index >= mark
+            for out_event, out in translation.live() if current else translation.sends:
+                await self._send(sid, out_event, out)
+            refresh |= current and translation.refresh_count
+        return refresh
 
     async def _connected(self, sid: str) -> bool:
         """Wait until python-socketio has sent CONNECT: events sent before it would reach no handler."""
@@ -307,7 +345,8 @@ class Gateway:
                 return
             for body in items:
                 if session.admit(body):
-                    await self._send(sid, protocol.NOTIFICATION_EVENT, body)
+                    for event, payload in translate(session.protocol, protocol.NOTIFICATION_EVENT, body).sends:
+                        await self._send(sid, event, payload)
                     self.counters.replayed += 1
             cursor = max(cursor, *(int(body["cursor"]) for body in items))
 
@@ -317,53 +356,23 @@ class Gateway:
 
     # -- client events ---------------------------------------------------------------------------------
 
-    def _client_event(self, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
-        async def on_event(sid: str, *args: Any) -> dict[str, Any]:
-            session = self._sessions.get(sid)
-            if session is None:
-                return protocol.error("not connected")
-            if not session.bucket.take():
-                self.counters.rate_limited += 1
-                return protocol.error("rate limited")
-            try:
-                return await handler(session, args)
-            except protocol.ProtocolError as exc:
-                self.counters.bad_requests += 1
-                return protocol.error(str(exc))
-            except (HeraldError, RedisError, OSError) as exc:
-                self.counters.store_errors += 1
-                log.warning("client event for %s failed: %s", session.user_id, exc)
-                return protocol.error("temporarily unavailable, retry later")
-
-        return on_event
-
-    async def _on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+    async def _on_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
         session = self._sessions.get(sid)
-        if session is not None and not session.bucket.take():
+        if session is None:
+            return protocol.error("not connected")
+        if not session.bucket.take():
             self.counters.rate_limited += 1
             return protocol.error("rate limited")
-        self.counters.unknown_events += 1
-        return protocol.error(f"unknown event {str(event)[:64]!r}")
-
-    async def _mark_read(self, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
-        request = protocol.parse_mark_read(args, max_ids=self.limits.mark_read_max_ids)
-        unread = await self._store.mark_read(session.user_id, request.ids)
-        await self._after_read(session.user_id, request.ids, unread)
-        return protocol.ok(unread=unread)
-
-    async def _mark_all_read(self, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
-        protocol.parse_mark_all_read(args)
-        unread = await self._store.mark_read(session.user_id, None)
-        await self._after_read(session.user_id, None, unread)
-        return protocol.ok(unread=unread)
-
-    async def _fetch(self, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
-        request = protocol.parse_fetch(args, max_limit=self.limits.fetch_max_limit)
-        items = await self._store.notifications_before(session.user_id, request.before, request.limit)
-        next_cursor = int(items[-1]["cursor"]) if len(items) >= request.limit else None
-        return protocol.ok(items=items, nextCursor=next_cursor)
-
-    async def _after_read(self, user_id: str, ids: list[str] | None, unread: int) -> None:
-        # Through the manager, so every device of the user on every gateway hears it.
-        await self.sio.emit(protocol.UNREAD_EVENT, {"unread": unread}, room=user_rooms(user_id)[0])
-        self.analytics.publish_read(user_id, ids)
+        handler = self._events.handler(session.protocol, event)
+        if handler is None:
+            self.counters.unknown_events += 1
+            return protocol.error(f"unknown event {str(event)[:64]!r}")
+        try:
+            return await handler(sid, session, args)
+        except protocol.ProtocolError as exc:
+            self.counters.bad_requests += 1
+            return protocol.error(str(exc))
+        except (HeraldError, RedisError, OSError) as exc:
+            self.counters.store_errors += 1
+            log.warning("client event %s for %s failed: %s", event, session.user_id, exc)
+            return protocol.error("temporarily unavailable, retry later")

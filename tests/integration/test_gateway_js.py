@@ -1,5 +1,6 @@
 """The gateway with the official JavaScript socket.io-client v4 (pinned in tests/e2e/js) under Node: connect,
-live notification and its update, refusals, and isolation from another user's rooms."""
+live notification and its update, refusals, isolation from another user's rooms, and the existing
+application's protocol ("compat")."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from herald.gateway import Gateway
 from tests.integration.gateway_harness import (
     WAIT_S,
     Emitter,
+    Seeder,
     alg_none_token,
     bad_signature_token,
     body,
@@ -27,6 +29,7 @@ from tests.integration.gateway_harness import (
     gateway_settings,
     new_user,
 )
+from tests.support.events import make_event
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +61,20 @@ class NodeClient:
 
     @classmethod
     async def start(
-        cls, node: str, url: str, token: str | None, since: int | None = None, transports: str = "websocket"
+        cls,
+        node: str,
+        url: str,
+        token: str | None,
+        since: int | None = None,
+        transports: str = "websocket",
+        protocol: str = "",
     ) -> NodeClient:
         args = [str(CLIENT), url, token or "-", *([] if since is None else [str(since)])]
         proc = await asyncio.create_subprocess_exec(
             node,
             *args,
             cwd=JS_DIR,
-            env={**os.environ, "HERALD_TRANSPORTS": transports},
+            env={**os.environ, "HERALD_TRANSPORTS": transports, "HERALD_PROTOCOL": protocol},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -193,3 +202,44 @@ async def test_js_client_over_long_polling_only(
         assert await client.call("mark_all_read", {}) == {"ok": True, "unread": 0}
     finally:
         assert await client.close() == 0
+
+
+async def test_js_client_speaks_the_existing_applications_protocol(
+    node: str, settings: Settings, gateway: tuple[Gateway, str], emitter: Emitter
+) -> None:
+    _gw, url = gateway
+    user = new_user("jscompat")
+    seeder = Seeder(settings)
+    try:
+        await seeder.apply(make_event(user=user, actor="u1", actor_name="John", target="p1"))
+        [stored] = await seeder.store.notifications_after(user, 0, 10)
+        client = await NodeClient.start(node, url, mint_token(settings, user), protocol="compat")
+        try:
+            await client.wait_for(lambda: bool(client.of("notification:count_updated")), "connect and count")
+            assert client.of("notification:count_updated")[0]["data"] == {"unreadCount": 1}
+            await emitter.notification(user, stored)
+            await client.wait_for(lambda: bool(client.of("notification:new")), "notification:new")
+            new = client.of("notification:new")[0]["data"]
+            assert new["notification"]["id"] == stored["id"]
+            assert new["notification"]["message"] == "John liked your post"
+            assert new["notification"]["entityId"] == "p1"
+            assert new["notification"]["aggregatedActors"] == ["u1"]
+            assert new["timestamp"] == stored["updatedAt"]
+            # A count follows every new notification.
+            await client.wait_for(lambda: len(client.of("notification:count_updated")) >= 2, "count after it")
+            counts_before = len(client.of("notification:count_updated"))
+            ack = await client.call("notification:mark_read", {"notificationId": stored["id"]})
+            assert ack == {"ok": True, "unreadCount": 0}
+            await client.wait_for(
+                lambda: len(client.of("notification:count_updated")) > counts_before, "count after the read"
+            )
+            assert client.of("notification:count_updated")[-1]["data"] == {"unreadCount": 0}
+            assert client.of("notification:read")[-1]["data"] == {"notificationId": stored["id"]}
+            # Only the application's events: none of Herald's own, and never the internal inbox change.
+            assert not client.of("notification")
+            assert not client.of("unread_count")
+            assert not client.of("herald:inbox")
+        finally:
+            assert await client.close() == 0
+    finally:
+        await seeder.close()

@@ -2,6 +2,7 @@
 // receives, and runs the calls it reads from stdin (one JSON line each: {"id", "event", "data"}), printing acks.
 // Usage: node client.mjs URL [TOKEN|-] [SINCE]   (TOKEN "-" connects without a token)
 // HERALD_TRANSPORTS=polling (or polling,websocket) picks the transports; websocket only by default.
+// HERALD_PROTOCOL=compat asks for the existing application's protocol (auth.protocol).
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
@@ -9,6 +10,7 @@ const [url, token, since] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const auth = token === "-" ? {} : { token };
 if (since !== undefined) auth.since = Number(since);
+if (process.env.HERALD_PROTOCOL) auth.protocol = process.env.HERALD_PROTOCOL;
 
 const transports = (process.env.HERALD_TRANSPORTS || "websocket").split(",");
 
@@ -19,8 +21,8 @@ socket.on("connect_error", (err) => {
   process.exit(0);
 });
 socket.on("disconnect", (reason) => out({ event: "disconnect", reason }));
-socket.on("notification", (data) => out({ event: "notification", data }));
-socket.on("unread_count", (data) => out({ event: "unread_count", data }));
+// Every server event, of either protocol (`notification`, `unread_count`, `notification:new`, ...).
+socket.onAny((event, data) => out({ event, data }));
 
 const input = createInterface({ input: process.stdin });
 input.on("line", (line) => {
