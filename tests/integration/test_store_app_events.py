@@ -7,7 +7,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -102,7 +102,7 @@ async def test_inbox_change_reaches_the_outbox(store: RedisStore, settings: Sett
     await apply(store, app_events.read(user, "x1"), app_events.deleted(user, "x1"))
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        entries = await client.xrange(keys.outbox_key("IN_APP", 0), "-", "+")
+        entries = cast(list[tuple[str, dict[str, str]]], await client.xrange(keys.outbox_key("IN_APP", 0), "-", "+"))
     finally:
         await client.aclose()
     payloads = [orjson.loads(fields["d"]) for _id, fields in entries if fields.get("u") == user]
