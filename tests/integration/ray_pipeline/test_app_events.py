@@ -102,6 +102,8 @@ async def test_application_events_fold_and_reach_its_clients(
                 user_id,
                 actor="ops",
                 kind="SYSTEM_ALERT",
+                entity_type=None,
+                entity_id=None,
                 priority="CRITICAL",
                 channels=("IN_APP", "WEBHOOK"),
                 message="Disk full",
