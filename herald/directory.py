@@ -3,16 +3,9 @@ when its event carries only an actor id. One Redis hash; filled by `herald users
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
-import json
 import logging
-import sys
-import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, cast
 
@@ -25,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from herald import keys
 from herald.config import get_settings
 from herald.errors import HeraldError, StoreError
+from herald.loop_thread import LoopThread
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -33,8 +27,6 @@ log = logging.getLogger(__name__)
 # PIPELINE_CALLS of them, so importing a million users does not buffer the whole file in one request.
 PROFILES_PER_CALL = 1000
 PIPELINE_CALLS = 20
-# Accepted spellings of the avatar in import files, most specific first (`image` is what Auth.js stores).
-AVATAR_KEYS = ("avatarUrl", "avatar_url", "image")
 
 # A Lua merge rather than HMGET + HSET: one round trip per chunk, and atomic, so two writers cannot interleave
 # between read and write and lose each other's avatar. ARGV holds (id, name, avatar) triples, name and avatar
@@ -61,6 +53,7 @@ return #ARGV / 3
 """
 
 
+# Raised by herald.directory_files.load_profiles; defined here so that module depends on this one, not both ways.
 class DirectoryImportError(HeraldError, ValueError):
     """A profile file cannot be read or has a bad row; names the file, the line (when known) and the problem."""
 
@@ -224,44 +217,24 @@ class SyncUserDirectory:
     def __init__(self, url: str | None = None, *, timeout_s: float = 10.0) -> None:
         self._url = url if url is not None else get_settings().redis_url
         self._timeout_s = timeout_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._directory: RedisUserDirectory | None = None
-        self._lock = threading.Lock()
+        # The async client's connections belong to the loop that opens them: it lives on the loop thread.
+        self._runner = LoopThread("SyncUserDirectory", "herald-directory", self._create)
 
     def start(self) -> None:
-        with self._lock:
-            if self._directory is not None:
-                return
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="herald-directory", daemon=True)
-            thread.start()
-            self._loop, self._thread = loop, thread
-            try:
-                # The async client's connections belong to the loop that opens them: build it on the loop thread.
-                self._directory = self._call(self._create())
-            except BaseException:
-                self._stop_loop()
-                raise
+        self._runner.start()
 
     async def _create(self) -> RedisUserDirectory:
         return RedisUserDirectory.from_url(self._url, timeout_s=self._timeout_s)
 
     def register(self, profiles: Iterable[UserProfile]) -> int:
         """Add or update profiles (merged as RedisUserDirectory.remember does); returns how many were written."""
-        return self._call(self._started().remember(list(profiles)))
+        return self._call(self._runner.start().remember(list(profiles)))
 
     def lookup(self, user_ids: Sequence[str]) -> dict[str, UserProfile]:
-        return self._call(self._started().lookup(list(user_ids)))
+        return self._call(self._runner.start().lookup(list(user_ids)))
 
     def close(self) -> None:
-        with self._lock:
-            directory, self._directory = self._directory, None
-            if directory is not None:
-                try:
-                    self._call(directory.close())
-                finally:
-                    self._stop_loop()
+        self._runner.stop()
 
     def __enter__(self) -> Self:
         self.start()
@@ -272,158 +245,5 @@ class SyncUserDirectory:
     ) -> None:
         self.close()
 
-    def _started(self) -> RedisUserDirectory:
-        if self._directory is None:
-            self.start()
-        assert self._directory is not None  # start() either set it or raised
-        return self._directory
-
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            coro.close()
-            raise RuntimeError("SyncUserDirectory is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _stop_loop(self) -> None:
-        loop, thread = self._loop, self._thread
-        self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
-
-
-# --- Import files -------------------------------------------------------------------------------------------
-
-
-def _optional_text(record: Mapping[str, Any], field: str) -> str | None:
-    value = record.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be a string, not {_json_type(value)}")
-    return value.strip() or None
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
-    return names.get(type(value), type(value).__name__)
-
-
-def profile_from_record(record: Mapping[str, Any]) -> UserProfile:
-    """One import row (any accepted spelling) -> a profile; ValueError names what is wrong with the row."""
-    user_id = record.get("id")
-    if user_id is None:
-        raise ValueError("id is missing")
-    if not isinstance(user_id, str):
-        raise ValueError(f"id must be a string, not {_json_type(user_id)}")
-    if not user_id.strip():
-        raise ValueError("id is empty")
-    if user_id != user_id.strip():
-        # Most likely a CSV written as "id, name": the stored id would never match an event's actor id.
-        raise ValueError(f"id {user_id!r} has leading or trailing whitespace")
-    name = _optional_text(record, "name")
-    avatar = None
-    for field in AVATAR_KEYS:
-        avatar = avatar or _optional_text(record, field)  # every spelling is checked, the first one wins
-    return UserProfile(user_id, name, avatar)
-
-
-def _profile_at(source: str, line: int, record: Any) -> UserProfile:
-    if not isinstance(record, dict):
-        raise DirectoryImportError(source, line, f"expected a JSON object, not {_json_type(record)}")
-    try:
-        return profile_from_record(record)
-    except ValueError as exc:
-        raise DirectoryImportError(source, line, str(exc)) from None
-
-
-def _parse_jsonl(source: str, text: str) -> list[UserProfile]:
-    profiles = []
-    # split("\n"), not splitlines(): that also splits at U+2028 and friends, which JSON strings may hold raw.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DirectoryImportError(source, number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
-        profiles.append(_profile_at(source, number, record))
-    return profiles
-
-
-def _array_items(text: str, count: int) -> Iterator[tuple[int, Any]]:
-    """(line, item) of an already validated JSON array: json reports no positions, so walk it with raw_decode."""
-    decoder = json.JSONDecoder()
-    pos = _skip_space(text, 0) + 1  # past '['
-    line, counted_to = 1, 0
-    for _ in range(count):
-        pos = _skip_space(text, pos)
-        line += text.count("\n", counted_to, pos)
-        counted_to = pos
-        item, end = decoder.raw_decode(text, pos)
-        yield line, item
-        pos = _skip_space(text, end) + 1  # past ',' or ']'
-
-
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _parse_json_array(source: str, text: str) -> list[UserProfile]:
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DirectoryImportError(source, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
-    if not isinstance(items, list):
-        raise DirectoryImportError(source, 1, f"expected a JSON array of profiles, not {_json_type(items)}")
-    return [_profile_at(source, line, item) for line, item in _array_items(text, len(items))]
-
-
-def _parse_csv(source: str, text: str) -> list[UserProfile]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        header = reader.fieldnames
-        if not header:
-            raise DirectoryImportError(source, 1, "no header row (expected e.g. id,name,avatarUrl)")
-        reader.fieldnames = [column.strip() for column in header]
-        if "id" not in reader.fieldnames:
-            raise DirectoryImportError(source, 1, f"the header has no id column: {','.join(reader.fieldnames)}")
-        profiles = []
-        for row in reader:
-            # line_num is the record's last physical line; a quoted cell may span several.
-            line = reader.line_num - sum(v.count("\n") for v in row.values() if isinstance(v, str))
-            if None in row:  # DictReader files surplus cells under the key None
-                raise DirectoryImportError(source, line, "more fields than the header has")
-            # An empty cell is an absent value, as a JSON null would be; an empty id stays "" to be named as such.
-            record = {k: v if k == "id" else v or None for k, v in row.items()}
-            profiles.append(_profile_at(source, line, record))
-    except csv.Error as exc:
-        raise DirectoryImportError(source, reader.line_num, f"not valid CSV: {exc}") from None
-    return profiles
-
-
-_PARSERS: dict[str, Callable[[str, str], list[UserProfile]]] = {
-    ".jsonl": _parse_jsonl,
-    ".ndjson": _parse_jsonl,
-    ".json": _parse_json_array,
-    ".csv": _parse_csv,
-}
-
-
-def load_profiles(path: Path) -> list[UserProfile]:
-    """Read an import file, format by suffix (.jsonl/.ndjson, .json array, .csv with a header; `-` is stdin as
-    JSON Lines). Every row is checked before any is returned; the first bad one raises DirectoryImportError."""
-    if str(path) == "-":
-        return _parse_jsonl("<stdin>", sys.stdin.read())
-    parse = _PARSERS.get(path.suffix.lower())
-    if parse is None:
-        raise DirectoryImportError(str(path), None, "unknown format: use .jsonl, .ndjson, .json (an array) or .csv")
-    try:
-        # utf-8-sig: spreadsheet exports often start with a byte order mark, which would rename the first column.
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DirectoryImportError(str(path), None, f"cannot read: {exc}") from None
-    return parse(str(path), text)
+        return self._runner.call(coro)

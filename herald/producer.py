@@ -8,7 +8,6 @@ that has no event loop.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from herald.events import (
     validate_event,
 )
 from herald.kafka import close_client, make_producer, request_timeout_ms, start_bounded, unreachable
+from herald.loop_thread import LoopThread
 from herald.topics import EVENTS_TOPIC, TopicError
 
 EventInput = NotificationEvent | Mapping[str, Any]
@@ -402,25 +402,11 @@ class SyncNotificationProducer:
         self._settings = settings if settings is not None else load_settings()
         self._topic = topic
         self._overrides = overrides
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._producer: NotificationProducer | None = None
-        self._lock = threading.Lock()
+        # aiokafka binds to the loop it is created on, so the producer lives on the loop thread.
+        self._runner = LoopThread("SyncNotificationProducer", "herald-producer", self._create_and_start)
 
     def start(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                return
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="herald-producer", daemon=True)
-            thread.start()
-            self._loop, self._thread = loop, thread
-            try:
-                # aiokafka binds to the loop it is created on, so the producer is built on the loop thread.
-                self._producer = self._call(self._create_and_start())
-            except BaseException:
-                self._stop_loop()
-                raise
+        self._runner.start()
 
     async def _create_and_start(self) -> NotificationProducer:
         producer = NotificationProducer(self._settings, topic=self._topic, **self._overrides)
@@ -428,19 +414,13 @@ class SyncNotificationProducer:
         return producer
 
     def publish(self, event: EventInput) -> PublishResult:
-        return self._call(self._started().publish(event))
+        return self._call(self._runner.start().publish(event))
 
     def publish_many(self, events: Iterable[EventInput]) -> list[PublishResult]:
-        return self._call(self._started().publish_many(list(events)))
+        return self._call(self._runner.start().publish_many(list(events)))
 
     def close(self) -> None:
-        with self._lock:
-            producer, self._producer = self._producer, None
-            if producer is not None:
-                try:
-                    self._call(producer.close())
-                finally:
-                    self._stop_loop()
+        self._runner.stop()
 
     def __enter__(self) -> Self:
         self.start()
@@ -451,22 +431,5 @@ class SyncNotificationProducer:
     ) -> None:
         self.close()
 
-    def _started(self) -> NotificationProducer:
-        if self._producer is None:
-            self.start()
-        assert self._producer is not None  # start() either set it or raised
-        return self._producer
-
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            coro.close()
-            raise RuntimeError("SyncNotificationProducer is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _stop_loop(self) -> None:
-        loop, thread = self._loop, self._thread
-        self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
+        return self._runner.call(coro)

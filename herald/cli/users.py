@@ -15,7 +15,8 @@ from rich.text import Text
 
 from herald.cli.ops import fail
 from herald.config import load_settings
-from herald.directory import RedisUserDirectory, UserProfile, load_profiles
+from herald.directory import RedisUserDirectory, UserProfile
+from herald.directory_files import load_profiles
 from herald.errors import HeraldError, StoreError
 
 console = Console()

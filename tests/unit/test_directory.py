@@ -13,9 +13,9 @@ from herald.directory import (
     RedisUserDirectory,
     UserDirectory,
     UserProfile,
-    load_profiles,
     merge,
 )
+from herald.directory_files import load_profiles
 from herald.errors import HeraldError
 
 
