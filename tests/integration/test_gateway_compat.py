@@ -219,7 +219,10 @@ async def test_notification_new_and_the_counts_that_follow(
         grown, follow = await seeder.store.notifications_after(user, 0, 10)
         await emitter.notification(user, grown)
         await emitter.notification(user, follow)
-        await wait_until(lambda: len(client.of(NEW_EVENT)) == 2 and client.counts()[-1] == 2, what="2 new, count 2")
+        try:
+            await wait_until(lambda: len(client.of(NEW_EVENT)) == 2 and client.counts()[-1] == 2, what="2 new, count 2")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the client heard {client.events!r}; gateway {gw.health()!r}") from None
         first = client.of(NEW_EVENT)[0]
         view = first["notification"]
         assert first["timestamp"] == grown["updatedAt"]
