@@ -8,6 +8,7 @@ events had been applied once, in order.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from herald.store import INBOX_CHANGE, InboxStore, OutboxEntry, UserChange, User
 __all__ = ["Aggregator", "ApplyReport", "PreparedEvent", "iso_ms", "prepare"]
 
 MAX_COMMIT_ATTEMPTS = 8
+WRITTEN_PROFILES_CAP = 100_000
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Aggregator:
         self._late_allowance_ms = late_allowance_ms
         self._delivery_channels = frozenset(delivery_channels)
         self._directory = directory
+        self._written_profiles: OrderedDict[str, UserProfile] = OrderedDict()  # LRU of what the directory has
         self._handlers: dict[str, Callable[[_UserFold, PreparedEvent], None]] = {
             "NOTIFICATION_CREATED": self._on_created,
             "NOTIFICATION_READ": self._on_read,
@@ -222,7 +225,10 @@ class Aggregator:
         }
 
     async def _remember_names(self, events: Sequence[PreparedEvent]) -> None:
-        """Events that carry an actor's name teach the directory, for later events that carry only the id."""
+        """Events that carry an actor's name teach the directory, for later events that carry only the id.
+
+        Most events of a named actor repeat what the directory already has: only profiles this aggregator has
+        not written yet (or that changed) cost a Redis call, so the hot path pays nothing for them."""
         if self._directory is None:
             return
         profiles = {
@@ -230,8 +236,15 @@ class Aggregator:
             for e in events
             if e.occurrence is not None and (actor := e.occurrence.actor) is not None and actor.name
         }
-        if profiles:
-            await self._directory.remember(profiles.values())
+        fresh = [p for p in profiles.values() if self._written_profiles.get(p.id) != p]
+        if not fresh:
+            return
+        await self._directory.remember(fresh)
+        for profile in fresh:
+            self._written_profiles[profile.id] = profile
+            self._written_profiles.move_to_end(profile.id)
+        while len(self._written_profiles) > WRITTEN_PROFILES_CAP:
+            self._written_profiles.popitem(last=False)
 
     def _group_keys(self, events: Iterable[PreparedEvent]) -> list[str]:
         keys = {

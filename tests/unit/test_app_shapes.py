@@ -4,6 +4,7 @@ processor shape, singular and bulk reads and deletes by the application's own id
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -287,3 +288,29 @@ def test_actor_name_sources_in_order() -> None:
     occurrence = prepare(event).occurrence
     assert occurrence is not None
     assert occurrence.actor == ActorInfo("john", "From metadata")
+
+
+async def test_a_known_name_is_written_once(store: MemoryStore) -> None:
+    """The directory is taught a name once, not on every batch that repeats it (the hot path stays clean)."""
+
+    class Counting(MemoryUserDirectory):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[list[str]] = []
+
+        async def remember(self, profiles: Iterable[UserProfile]) -> int:
+            batch = list(profiles)
+            self.writes.append([p.id for p in batch])
+            return await super().remember(batch)
+
+    directory = Counting()
+    aggregator = Aggregator(store, clock_ms=lambda: NOW_MS, directory=directory)
+    for minute in range(3):
+        wire = app_events.processor_event("u1", actor="sarah", entity_id=f"p{minute}")
+        wire["data"]["actorName"] = "Sarah"
+        await apply(aggregator, wire)
+    renamed = app_events.processor_event("u1", actor="sarah", entity_id="p9")
+    renamed["data"]["actorName"] = "Sarah B."
+    await apply(aggregator, renamed)
+    assert directory.writes == [["sarah"], ["sarah"]]
+    assert (await directory.lookup(["sarah"]))["sarah"].name == "Sarah B."
