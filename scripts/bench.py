@@ -1,30 +1,41 @@
-"""Herald benchmarks (issues 3 and 4). Each peer is measured in the same run, on the same box, side by side.
+"""Herald benchmarks: each measured beside its peers on the same box, in the same run. `./scripts/dev bench` runs
+them and writes docs/benchmarks.md, raw JSON and charts under docs/bench/.
 
-    .venv/bin/python scripts/bench.py drain [--events 200000 --users 20000]
-    .venv/bin/python scripts/bench.py latency [--clients 1000 --rate 1000 --seconds 60]
+    .venv/bin/python scripts/bench.py drain   [--events 100000 --users 10000 --clients 1000 --peers quix,faust]
+    .venv/bin/python scripts/bench.py latency [--clients 1000 --rates 1000,5000 --seconds 30]
+    .venv/bin/python scripts/bench.py burst   [--likes 100000 --seconds 10 --devices 10]
+    .venv/bin/python scripts/bench.py all     [--repeat N] [--quick]
+    .venv/bin/python scripts/bench.py report  (rewrite the page from the JSON already there)
     .venv/bin/python scripts/bench.py idle-connections [--max 5000 --step 500]
 
 Every run uses a private topic and consumer group (see bench_support/ray_reader.py), a fresh in-process Ray
-runtime that is drained and shut down at the end, and user ids unique to the run.
+runtime that is drained and shut down at the end, and user ids unique to the run. --quick runs small sizes and
+writes to artifacts/bench-quick/ instead of docs/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from herald.config import Settings, load_settings  # noqa: E402
-from scripts.bench_support import drain, latency  # noqa: E402
+from scripts.bench_support import burst, drain, idle, latency, report  # noqa: E402
+from scripts.bench_support.common import free_port  # noqa: E402
+
+FULL = {"events": 100_000, "clients": 1000, "seconds": 30.0, "likes": 100_000, "burst_seconds": 10.0}
+QUICK = {"events": 20_000, "clients": 200, "seconds": 10.0, "likes": 20_000, "burst_seconds": 5.0}
 
 
-def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
-    overrides: dict[str, object] = {k: v for k, v in extra.items() if v is not None}
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {"gateway_port": free_port()}
     for name in ("readers", "aggregators", "delivery_actors", "reader_max_records", "ray_num_cpus"):
         value = getattr(args, name, None)
         if value is not None:
@@ -32,54 +43,107 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     return load_settings(**overrides)
 
 
-def add_shape(parser: argparse.ArgumentParser) -> None:
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="small sizes, to artifacts/bench-quick/")
+    parser.add_argument("--repeat", type=int, default=None, help="rounds (default 3, --quick 1)")
+    parser.add_argument("--out", type=Path, help="where the JSON and charts go (default docs/bench)")
     parser.add_argument("--readers", type=int, help="reader actors (default: from the cluster)")
     parser.add_argument("--aggregators", type=int, help="aggregator actors (default: from the cluster)")
     parser.add_argument("--delivery-actors", dest="delivery_actors", type=int)
     parser.add_argument("--reader-max-records", dest="reader_max_records", type=int)
     parser.add_argument("--ray-num-cpus", dest="ray_num_cpus", type=int)
+    parser.add_argument("--events", type=int, help="drain: events (100,000; --quick 20,000)")
+    parser.add_argument("--users", type=int, help="drain: users (events / 10)")
+    parser.add_argument("--clients", type=int, help="drain and latency: connected clients (1,000; --quick 200)")
+    parser.add_argument("--peers", default="quix,faust", help="drain: peer apps to run ('' for none)")
+    parser.add_argument("--rates", default="1000,5000", help="latency: offered events/s, comma separated")
+    parser.add_argument("--seconds", type=float, help="latency: seconds per offered load (30; --quick 10)")
+    parser.add_argument("--likes", type=int, help="burst: likes (100,000; --quick 20,000)")
+    parser.add_argument("--burst-seconds", dest="burst_seconds", type=float, help="burst: over (10 s; --quick 5)")
+    parser.add_argument("--devices", type=int, default=10, help="burst: the owner's connected devices")
+
+
+def pick(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name, None)
+    return value if value is not None else (QUICK if args.quick else FULL)[name]
+
+
+def run_one(which: str, args: argparse.Namespace, out_dir: Path) -> None:
+    settings = settings_from(args)
+    repeat = args.repeat or (1 if args.quick else 3)
+    data: dict[str, Any]
+    if which == "drain":
+        events = pick(args, "events")
+        data = drain.run_drain(
+            settings,
+            events=events,
+            users=args.users or max(1, events // 10),
+            clients=pick(args, "clients"),
+            repeat=repeat,
+            peer_names=[p for p in args.peers.split(",") if p],
+        )
+    elif which == "latency":
+        rates = [float(r) for r in args.rates.split(",") if r]
+        runs = [
+            latency.run_latency(
+                settings_from(args), clients=pick(args, "clients"), rates=rates, seconds=pick(args, "seconds")
+            )
+            for _ in range(repeat)
+        ]
+        data = {"benchmark": "latency", "params": runs[0]["params"], "runs": runs}
+        for run in runs:
+            print(latency.summary(run))
+    else:
+        runs = [
+            burst.run_burst(
+                settings_from(args),
+                likes=pick(args, "likes"),
+                seconds=pick(args, "burst_seconds"),
+                devices=args.devices,
+            )
+            for _ in range(repeat)
+        ]
+        data = {"benchmark": "burst", "params": runs[0]["params"], "runs": runs}
+        for run in runs:
+            print(burst.summary(run))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{which}.json"
+    path.write_text(json.dumps(data, indent=1, default=str))
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Herald benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p_drain = sub.add_parser("drain", help="issue 3: drain a preloaded backlog vs a plain consumer")
-    p_drain.add_argument("--events", type=int, default=200_000)
-    p_drain.add_argument("--users", type=int, default=20_000)
-    add_shape(p_drain)
-
-    p_lat = sub.add_parser("latency", help="issue 4: produce-to-client latency under a fixed offered load")
-    p_lat.add_argument("--clients", type=int, default=1000)
-    p_lat.add_argument("--rate", type=float, default=1000.0, help="offered events/s")
-    p_lat.add_argument("--seconds", type=float, default=60.0)
-    p_lat.add_argument("--processes", type=int, default=4, help="client processes")
-    add_shape(p_lat)
-
-    p_idle = sub.add_parser("idle-connections", help="issue 4: idle connections one gateway holds, with memory")
+    for name, text in (
+        ("drain", "drain a pre-produced backlog: Herald (with and without clients) beside its peers"),
+        ("latency", "produce -> Socket.IO client latency under fixed offered loads"),
+        ("burst", "a viral burst: many likes of one post in a few seconds"),
+        ("all", "drain, latency and burst"),
+        ("report", "rewrite the page from the JSON already written"),
+    ):
+        add_common(sub.add_parser(name, help=text))
+    p_idle = sub.add_parser("idle-connections", help="idle connections one gateway holds, with memory")
     p_idle.add_argument("--max", type=int, default=5000)
     p_idle.add_argument("--step", type=int, default=500)
     p_idle.add_argument("--processes", type=int, default=4, help="client processes")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "drain":
-        settings = settings_from(args, gateway_port=latency.free_port())
-        result = drain.run_drain(settings, events=args.events, users=args.users)
+    if args.command == "idle-connections":
+        settings = load_settings(gateway_port=free_port())
+        result = idle.run_idle(settings, maximum=args.max, step=args.step, processes=args.processes)
         print()
-        print(drain.report(result, settings))
-    elif args.command == "latency":
-        settings = settings_from(args, gateway_port=latency.free_port())
-        lat = latency.run_latency(
-            settings, clients=args.clients, rate=args.rate, seconds=args.seconds, processes=args.processes
-        )
-        print()
-        print(latency.latency_report(lat))
-    else:
-        settings = load_settings(gateway_port=latency.free_port())
-        idle = latency.run_idle(settings, maximum=args.max, step=args.step, processes=args.processes)
-        print()
-        print(latency.idle_report(idle))
+        print(idle.idle_report(result))
+        return
+    out_dir = args.out or (ROOT / "artifacts" / "bench-quick" if args.quick else ROOT / "docs" / "bench")
+    doc = out_dir / "benchmarks.md" if (args.quick or args.out) else ROOT / "docs" / "benchmarks.md"
+    which = ["drain", "latency", "burst"] if args.command == "all" else [args.command]
+    if args.command != "report":
+        for name in which:
+            run_one(name, args, out_dir)
+    command = " ".join(["./scripts/dev bench", *(argv if argv is not None else sys.argv[1:])])
+    print(f"wrote {report.write_doc(out_dir, doc, command=command)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-"""Issue 3 benchmark: drain a preloaded backlog through the pipeline, against a plain consumer's ceiling."""
+"""Drain benchmark: a backlog pre-produced to a private topic, drained by Herald and by its peers on the same
+broker, from the same records, in the same run.
+
+Herald's drain ends when the last event is committed AND every notification it changed has been emitted
+(IN_APP). It runs once with no client connected and once with clients connected to the gateway, counting what
+arrives at them. The peers: a plain aiokafka consumer (the ceiling) with and without JSON decoding, Herald's own
+reader step alone (decode + validate + route), and the Quix Streams and Faust apps of scripts/bench/peers/.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,8 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,42 +25,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from herald.config import Settings
 from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_admin, start_bounded
+from herald.keys import bodies_key
 from herald.producer import NotificationProducer
 from herald.routing import route
+from herald.workload import social_stream
 from pipeline import Pipeline
-from scripts.bench_support import ray_reader
-from scripts.bench_support.common import (
-    create_topic,
-    delete_topic,
-    delete_user_keys,
-    descendants,
-    proc_name,
-    proc_status_kib,
-    run_id,
-    social_events,
-    table,
-)
+from scripts.bench_support import peers, ray_reader
+from scripts.bench_support.common import create_topic, delete_user_keys, proc_status_kib, run_id
+from scripts.bench_support.machine import describe, load_average
+from scripts.bench_support.node_fleet import NodeFleet
+from scripts.bench_support.procs import CpuMeter, background_cpu_per_s, stack_pids
 
-GOAL_RATE = 25_000.0
-GOAL_RATIO = 0.3
-
-
-@dataclass
-class DrainResult:
-    events: int
-    publish_s: float = 0.0
-    ceiling_s: float = 0.0
-    decode_s: float = 0.0
-    pipeline_start_s: float = 0.0
-    drain_s: float = 0.0
-    first_commit_s: float = 0.0
-    committed_at_first: int = 0
-    timeline: list[tuple[float, int]] = field(default_factory=list)
-    status: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    actor_hwm_mib: dict[str, float] = field(default_factory=dict)
-    ray_peak_rss_mib: float = 0.0
-    ray_procs: dict[str, float] = field(default_factory=dict)
-    redis: dict[str, float] = field(default_factory=dict)
+PIPELINE_LABELS = ("reader", "aggregator", "delivery", "gateway", "ray (other)")
+STACK_LABELS = ("redis", "kafka")
 
 
 async def publish(settings: Settings, topic: str, events: Sequence[dict[str, Any]], chunk: int = 10_000) -> None:
@@ -66,18 +50,28 @@ async def end_offsets(settings: Settings, topic: str, partitions: int) -> dict[T
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await start_bounded(consumer, settings, "bench offsets consumer")
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(
+            [TopicPartition(topic, p) for p in range(partitions)]
+        )
         return ends
     finally:
         await close_client(consumer)
 
 
-async def plain_consume(
-    settings: Settings, topic: str, ends: dict[TopicPartition, int], *, decode: bool = False
-) -> tuple[float, int]:
-    """The ceiling: a consumer with the reader's fetch options, manual assignment, no group, no processing.
-    With `decode`, it also runs the reader's own decode/validate/route step (no Ray, no Redis)."""
+Step = Callable[[list[Any]], object]
+
+
+def _json(records: list[Any]) -> object:
+    return [orjson.loads(r.value) for r in records]
+
+
+def _reader_step(settings: Settings) -> Step:
+    return lambda records: route(records, shards=settings.shards, actors=2)
+
+
+async def plain_consume(settings: Settings, ends: dict[TopicPartition, int], step: Step | None = None) -> float:
+    """The ceiling: a consumer with the reader's fetch options, manual assignment, no group, and `step` (none,
+    JSON decoding, or Herald's reader step) applied to each fetched batch. Returns the seconds to the end."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -98,53 +92,33 @@ async def plain_consume(
                 count += len(records)
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
-            if decode and fetched:
-                route([r for rs in fetched.values() for r in rs], shards=settings.shards, actors=2)
-        return time.perf_counter() - started, count
+            if step is not None and fetched:
+                step([r for rs in fetched.values() for r in rs])
+        elapsed = time.perf_counter() - started
+        if count != sum(ends.values()):
+            raise RuntimeError(f"plain consumer saw {count} records, expected {sum(ends.values())}")
+        return elapsed
     finally:
         await close_client(consumer)
 
 
-async def committed_total(settings: Settings, group: str, admin: Any) -> int:
+def measure_plain(
+    settings: Settings, ends: dict[TopicPartition, int], stack: dict[str, int], step: Step | None
+) -> dict[str, Any]:
+    meter = CpuMeter(groups={"harness (consumer)": [os.getpid()], **{k: [v] for k, v in stack.items()}})
+    before = meter.snapshot()
+    seconds = asyncio.run(plain_consume(settings, ends, step))
+    cpu = meter.between(before, meter.snapshot())
+    events = sum(ends.values())
+    return {"events": events, "drain_s": seconds, "events_per_s": events / seconds, "cpu_s": cpu}
+
+
+async def committed_total(group: str, admin: Any) -> int:
     offsets = await admin.list_consumer_group_offsets(group)
     return sum(max(meta.offset, 0) for meta in offsets.values())
 
 
-class Sampler:
-    """Samples the RSS of every process below this driver (Ray's own and the actor workers) in a thread."""
-
-    def __init__(self, interval_s: float = 0.5) -> None:
-        self.peak_mib = 0.0
-        self.peak_by_name: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._interval_s = interval_s
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def sample(self) -> None:
-        pids = descendants(os.getpid())
-        by_name: dict[str, float] = {}
-        for pid in pids:
-            name = proc_name(pid)
-            by_name[name] = by_name.get(name, 0.0) + proc_status_kib(pid, "VmRSS") / 1024
-        self.peak_mib = max(self.peak_mib, sum(by_name.values()))
-        for name, mib in by_name.items():
-            self.peak_by_name[name] = max(self.peak_by_name.get(name, 0.0), mib)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self._interval_s)
-
-
-async def redis_usage(settings: Settings, run: str) -> dict[str, float]:
+async def redis_usage(settings: Settings, run: str) -> dict[str, Any]:
     """Bytes of the run's user keys by kind (MEMORY USAGE), and the number of stored notifications."""
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
@@ -173,7 +147,11 @@ async def redis_usage(settings: Settings, run: str) -> dict[str, float]:
                 await flush()
         await flush()
         info = await client.info("memory")
-        return {**by_kind, "notifications": float(notifications), "used_memory": float(info["used_memory"])}
+        return {
+            "keys_by_kind": by_kind,
+            "notifications": float(notifications),
+            "used_memory": float(info["used_memory"]),
+        }
     finally:
         await client.aclose()
 
@@ -187,159 +165,296 @@ async def used_memory(settings: Settings) -> float:
         await client.aclose()
 
 
-def run_drain(settings: Settings, *, events: int, users: int, keep_topic: bool = False) -> DrainResult:
-    run = run_id("bench")
-    topic, group = f"{run}-events", f"{run}-readers"
-    result = DrainResult(events=events)
-    partitions = settings.events_partitions
-    print(f"run {run}: {events:,} events over {users:,} users -> topic {topic} ({partitions} partitions)")
-    wire = social_events(run, events=events, users=users)
-    sizes = [len(orjson.dumps(e)) for e in wire[:1000]]
-    print(f"  mean event size ~{sum(sizes) / len(sizes):.0f} B")
-    asyncio.run(create_topic(settings, topic, settings.events_partitions))
+async def final_versions(settings: Settings, users: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per user: notification id -> the version stored, i.e. the one a client must end up with."""
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        started = time.perf_counter()
-        asyncio.run(publish(settings, topic, wire))
-        result.publish_s = time.perf_counter() - started
-        del wire
-        ends = asyncio.run(end_offsets(settings, topic, settings.events_partitions))
-        total = sum(ends.values())
-        if total != events:
-            raise RuntimeError(f"topic holds {total} records, expected {events}")
-        print(f"  preloaded in {result.publish_s:.1f}s; measuring the ceiling (plain aiokafka consumer)")
-        result.ceiling_s, seen = asyncio.run(plain_consume(settings, topic, ends))
-        if seen != events:
-            raise RuntimeError(f"ceiling consumer saw {seen} records, expected {events}")
-        result.decode_s, _ = asyncio.run(plain_consume(settings, topic, ends, decode=True))
-        memory_before = asyncio.run(used_memory(settings))
-        _run_pipeline(settings, topic, group, total, result)
-        result.redis = asyncio.run(redis_usage(settings, run))
-        result.redis["used_memory_delta"] = result.redis["used_memory"] - memory_before
+        async with client.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.hgetall(bodies_key(user))
+            replies = await pipe.execute()
+        return {
+            user: {nid: int(orjson.loads(body).get("version", 1)) for nid, body in reply.items()}
+            for user, reply in zip(users, replies, strict=True)
+        }
     finally:
-        asyncio.run(delete_user_keys(settings, run))
-        if not keep_topic:
-            asyncio.run(delete_topic(settings, topic))
-    return result
+        await client.aclose()
 
 
-def _run_pipeline(settings: Settings, topic: str, group: str, total: int, result: DrainResult) -> None:
-    ray_reader.install(topic, group, gated=True)
-    with Sampler() as sampler:
+class RssSampler:
+    """Samples the RSS of the processes a CpuMeter knows, per label, in a thread; keeps each label's peak and
+    the peak of the pipeline's summed RSS."""
+
+    def __init__(self, meter: CpuMeter, interval_s: float = 0.5) -> None:
+        self._meter = meter
+        self.peak_by_label: dict[str, float] = {}
+        self.peak_pipeline_mib = 0.0
+        self._stop = threading.Event()
+        self._interval_s = interval_s
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        by_label: dict[str, float] = {}
+        for pid, label in self._meter.pids().items():
+            by_label[label] = by_label.get(label, 0.0) + proc_status_kib(pid, "VmRSS") / 1024
+        for label, mib in by_label.items():
+            self.peak_by_label[label] = max(self.peak_by_label.get(label, 0.0), mib)
+        total = sum(mib for label, mib in by_label.items() if label in PIPELINE_LABELS)
+        self.peak_pipeline_mib = max(self.peak_pipeline_mib, total)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self._interval_s)
+
+
+def _roles(status: dict[str, list[dict[str, Any]]]) -> dict[int, str]:
+    names = {"readers": "reader", "aggregators": "aggregator", "delivery": "delivery", "gateways": "gateway"}
+    return {int(h["pid"]): names[kind] for kind, group in status.items() for h in group if h.get("pid")}
+
+
+def _sum(status: dict[str, list[dict[str, Any]]], kind: str, counter: str) -> int:
+    return sum(int(h.get(counter) or 0) for h in status.get(kind, []))
+
+
+class HeraldDrain:
+    """One drain of the topic by a fresh pipeline (fresh consumer group, the run's users wiped first)."""
+
+    def __init__(self, settings: Settings, run: str, topic: str, total: int, stack: dict[str, int]) -> None:
+        self.settings = settings
+        self.run = run
+        self.topic = topic
+        self.total = total
+        self.stack = stack
+
+    def __call__(self, tag: str, client_users: Sequence[str]) -> dict[str, Any]:
+        settings = self.settings
+        asyncio.run(delete_user_keys(settings, self.run))
+        memory_before = asyncio.run(used_memory(settings))
+        group = f"{self.run}-readers-{tag}"
+        ray_reader.install(self.topic, group, gated=True)
+        out: dict[str, Any] = {"events": self.total, "clients_asked": len(client_users)}
         started = time.perf_counter()
-        # Gated readers hold their consumers until go(), so the group cannot settle before the timing starts.
-        pipe = Pipeline(settings, name=f"bench-{group[:14]}").start(settle_group=False)
-        result.pipeline_start_s = time.perf_counter() - started
-        print(f"  pipeline started in {result.pipeline_start_s:.1f}s; draining")
+        pipe = Pipeline(settings, name=f"bench-{group[-24:]}").start(settle_group=False)
+        out["pipeline_start_s"] = time.perf_counter() - started
+        fleet: NodeFleet | None = None
         try:
-            asyncio.run(_drain(pipe, settings, group, total, result))
-            sampler.sample()
-            result.status = pipe.status()
-            for kind in ("readers", "aggregators", "delivery", "gateways"):
-                for i, health in enumerate(result.status[kind]):
-                    pid = int(health.get("pid") or 0)
-                    result.actor_hwm_mib[f"{kind[:-1] if kind != 'delivery' else kind}-{i} (pid {pid})"] = (
-                        proc_status_kib(pid, "VmHWM") / 1024
-                    )
+            if client_users:
+                url = f"http://127.0.0.1:{settings.gateway_port}"
+                fleet = NodeFleet(settings, url, list(client_users), detail=True)
+                out["clients_connect"] = fleet.connect()
+            status = pipe.status()
+            groups: dict[str, list[int]] = {k: [v] for k, v in self.stack.items()}
+            groups["harness (driver)"] = [os.getpid()]
+            if fleet is not None:
+                groups["harness (node clients)"] = [fleet.pid]
+            meter = CpuMeter(groups=groups, tree_roots={"ray (other)": os.getpid()}, roles=_roles(status))
+            out["background_cpu_per_s"] = background_cpu_per_s(self.stack)
+            with RssSampler(meter) as sampler:
+                before = meter.snapshot()
+                asyncio.run(self._drain(pipe, group, out))
+                out["cpu_s"] = meter.between(before, meter.snapshot())
+                sampler.sample()
+            status = pipe.status()
+            out["peak_rss_mib"] = sampler.peak_by_label
+            out["peak_pipeline_rss_mib"] = sampler.peak_pipeline_mib
+            out["actor_hwm_mib"] = {
+                f"{_roles(status).get(int(h['pid']), kind)}-{i}": proc_status_kib(int(h["pid"]), "VmHWM") / 1024
+                for kind, group_status in status.items()
+                for i, h in enumerate(group_status)
+                if h.get("pid")
+            }
+            out["counters"] = {
+                "applied": _sum(status, "aggregators", "applied"),
+                "duplicates": _sum(status, "aggregators", "duplicates"),
+                "conflicts_retried": _sum(status, "aggregators", "conflicts_retried"),
+                "self_skipped": _sum(status, "aggregators", "self_skipped"),
+                "notifications_changed": _sum(status, "aggregators", "notifications_changed"),
+                "delivered": _sum(status, "delivery", "delivered"),
+                "reader_batches": _sum(status, "readers", "batches"),
+                "aggregator_calls": _sum(status, "aggregators", "batches"),
+                "dead_lettered": _sum(status, "readers", "dead_lettered"),
+            }
+            out["topology"] = {kind: len(group_status) for kind, group_status in status.items()}
+            if fleet is not None:
+                out["clients"] = self._clients(fleet, client_users)
+                fleet = None
         finally:
+            if fleet is not None:
+                fleet.stop()
             pipe.drain()
-            ray.shutdown()
-        result.ray_peak_rss_mib = sampler.peak_mib
-        result.ray_procs = dict(sampler.peak_by_name)
+        usage = asyncio.run(redis_usage(settings, self.run))
+        usage["used_memory_delta"] = usage["used_memory"] - memory_before
+        out["redis"] = usage
+        return out
+
+    async def _drain(self, pipe: Pipeline, group: str, out: dict[str, Any]) -> None:
+        admin = make_admin(self.settings)
+        await start_bounded(admin, self.settings, "bench admin")
+        try:
+            started = time.perf_counter()
+            await asyncio.gather(*(asyncio.wrap_future(r.go.remote().future()) for r in pipe.readers))
+            deadline = started + max(600.0, self.total / 200)
+            partitions = self.settings.events_partitions
+            timeline: list[tuple[float, int]] = []
+            while "committed_s" not in out:
+                if "join_s" not in out:
+                    status = await asyncio.to_thread(pipe.status)
+                    if sum(len(r.get("partitions", [])) for r in status["readers"]) >= partitions:
+                        out["join_s"] = time.perf_counter() - started
+                done = await committed_total(group, admin)
+                timeline.append((time.perf_counter() - started, done))
+                if done >= self.total:
+                    out["committed_s"] = time.perf_counter() - started
+                elif time.perf_counter() > deadline:
+                    raise RuntimeError(f"drain did not finish: {done}/{self.total} committed")
+                else:
+                    await asyncio.sleep(0.1)
+            out["timeline"] = timeline
+            # Then every changed notification must have been emitted by the delivery actors.
+            while True:
+                status = await asyncio.to_thread(pipe.status)
+                changed = _sum(status, "aggregators", "notifications_changed")
+                if _sum(status, "delivery", "delivered") >= changed:
+                    out["drain_s"] = time.perf_counter() - started
+                    return
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"delivery did not finish: {_sum(status, 'delivery', 'delivered')}/{changed}")
+                await asyncio.sleep(0.05)
+        finally:
+            await close_client(admin)
+
+    def _clients(self, fleet: NodeFleet, users: Sequence[str]) -> dict[str, Any]:
+        """What the connected clients got, against the versions Redis holds for their users."""
+        fleet.wait_quiet(quiet_s=2.0, max_s=30.0)
+        result = fleet.stop()
+        stored = asyncio.run(final_versions(self.settings, sorted(set(users))))
+        expected = final_seen = 0
+        for client in result["clients"]:
+            wanted = stored.get(client["user"], {})
+            got = client.get("notifications", {})
+            expected += len(wanted)
+            final_seen += sum(1 for nid, version in wanted.items() if nid in got and got[nid][0] >= version)
+        return {
+            "connected": len(result["clients"]),
+            "received": result["received"],
+            "distinct_versions": sum(c["distinct"] for c in result["clients"]),
+            "duplicates": result["duplicates"],
+            "dropped": result["dropped"],
+            "notifications_stored_for_them": expected,
+            "final_version_seen": final_seen,
+            "node_cpu_ms": result["cpu_ms"],
+            "node_rss_mib": result["rss_mib"],
+        }
 
 
-async def _drain(pipe: Pipeline, settings: Settings, group: str, total: int, result: DrainResult) -> None:
+async def _delete_run_topics(settings: Settings, run: str) -> list[str]:
+    """The run's topic and whatever the peers created for it (changelogs, repartition and leader topics)."""
     admin = make_admin(settings)
     await start_bounded(admin, settings, "bench admin")
     try:
-        go = [r.go.remote() for r in pipe.readers]
-        started = time.perf_counter()
-        await asyncio.gather(*(asyncio.wrap_future(ref.future()) for ref in go))
-        deadline = started + max(600.0, total / 500)
-        while True:
-            done = await committed_total(settings, group, admin)
-            now = time.perf_counter() - started
-            result.timeline.append((now, done))
-            if done and not result.first_commit_s:
-                result.first_commit_s, result.committed_at_first = now, done
-            if done >= total:
-                result.drain_s = now
-                return
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"drain did not finish: {done}/{total} committed after {now:.0f}s")
-            await asyncio.sleep(0.1)
+        topics = [t for t in await admin.list_topics() if run in t]
+        if topics:
+            await admin.delete_topics(topics)
+        return topics
     finally:
         await close_client(admin)
 
 
-def report(result: DrainResult, settings: Settings) -> str:
-    n = result.events
-    ceiling = n / result.ceiling_s
-    drain = n / result.drain_s
-    steady_span = result.drain_s - result.first_commit_s
-    steady = (n - result.committed_at_first) / steady_span if steady_span > 0 else float("nan")
-    status = result.status
-    applied = sum(int(a.get("applied", 0)) for a in status.get("aggregators", []))
-    dups = sum(int(a.get("duplicates", 0)) for a in status.get("aggregators", []))
-    conflicts = sum(int(a.get("conflicts_retried", 0)) for a in status.get("aggregators", []))
-    batches_agg = sum(int(a.get("batches", 0)) for a in status.get("aggregators", []))
-    reader_batches = sum(int(r.get("batches", 0)) for r in status.get("readers", []))
-    retries = sum(int(r.get("apply_retries", 0)) for r in status.get("readers", []))
-    delivered = sum(int(d.get("delivered", 0)) for d in status.get("delivery", []))
-    rows = [
-        ("ceiling: plain aiokafka consumer", f"{ceiling:10,.0f} events/s  ({result.ceiling_s:.2f}s)"),
-        (
-            "  + decode/validate/route (reader CPU step)",
-            f"{n / result.decode_s:10,.0f} events/s  ({result.decode_s:.2f}s)",
-        ),
-        ("pipeline drain (go -> all committed)", f"{drain:10,.0f} events/s  ({result.drain_s:.2f}s)"),
-        ("pipeline steady (first commit -> all)", f"{steady:10,.0f} events/s  ({steady_span:.2f}s)"),
-        ("ratio drain / ceiling", f"{drain / ceiling:10.2f}     (goal >= {GOAL_RATIO})"),
-        ("goal drain >= 25,000 events/s", "met" if drain >= GOAL_RATE else f"NOT met ({drain / GOAL_RATE:.2f})"),
-        ("goal ratio >= 0.3", "met" if drain / ceiling >= GOAL_RATIO else "NOT met"),
-        (
-            "SDK preload (publish_many, 10k chunks)",
-            f"{n / result.publish_s:10,.0f} events/s  ({result.publish_s:.1f}s)",
-        ),
-    ]
-    out = [table("drain throughput", rows)]
-    topo = pipe_topology(status)
-    out.append(
-        table(
-            "where the time goes (pipeline counters)",
-            [
-                ("actors (readers/aggregators/delivery/gateways)", topo),
-                ("pipeline start (Ray init + actors + ready)", f"{result.pipeline_start_s:.1f}s"),
-                ("first commit after go", f"{result.first_commit_s:.2f}s ({result.committed_at_first:,} events)"),
-                ("reader batches", f"{reader_batches:,} (mean {n / max(reader_batches, 1):,.0f} events)"),
-                ("aggregator calls", f"{batches_agg:,} (mean {applied / max(batches_agg, 1):,.0f} events/call)"),
-                ("applied / duplicates / conflicts retried", f"{applied:,} / {dups:,} / {conflicts:,}"),
-                ("reader apply retries", f"{retries:,}"),
-                ("IN_APP delivered by end of drain", f"{delivered:,}"),
-                ("settings", f"reader_max_records={settings.reader_max_records} shards={settings.shards}"),
-            ],
-        )
+def run_drain(
+    settings: Settings, *, events: int, users: int, clients: int, repeat: int, peer_names: Sequence[str]
+) -> dict[str, Any]:
+    run = run_id("drain")
+    topic = f"{run}-events"
+    result: dict[str, Any] = {"benchmark": "drain", "run": run, "machine": describe(settings)}
+    result["params"] = {
+        "events": events,
+        "users": users,
+        "clients": clients,
+        "repeat": repeat,
+        "peers": list(peer_names),
+    }
+    print(f"drain {run}: {events:,} events over {users:,} users -> {topic} ({settings.events_partitions} partitions)")
+    wire = social_stream(
+        run, events=events, users=users, base=datetime.now(UTC) - timedelta(minutes=10), spread=timedelta(minutes=10)
     )
-    mem_rows = [(k, f"{v:8.0f} MiB peak (VmHWM)") for k, v in result.actor_hwm_mib.items()]
-    mem_rows.append(("sum over actor workers", f"{sum(result.actor_hwm_mib.values()):8.0f} MiB"))
-    mem_rows.append(("all Ray processes, peak of sampled sum", f"{result.ray_peak_rss_mib:8.0f} MiB"))
-    for name, mib in sorted(result.ray_procs.items(), key=lambda kv: -kv[1])[:6]:
-        mem_rows.append((f"  {name}", f"{mib:8.0f} MiB peak"))
-    out.append(table("pipeline memory", mem_rows))
-    redis = result.redis
-    stored = redis.get("notifications", 0.0)
-    keys_total = sum(v for k, v in redis.items() if k not in ("notifications", "used_memory", "used_memory_delta"))
-    redis_rows = [("notifications stored", f"{stored:,.0f} (from {n:,} events)")]
-    if stored:
-        redis_rows.append(("bytes per notification, the run's user keys", f"{keys_total / stored:8.0f} B"))
-        for kind in ("n", "inbox", "seen", "g", "seq", "unread"):
-            if kind in redis:
-                redis_rows.append((f"  {kind}", f"{redis[kind] / stored:8.0f} B"))
-        redis_rows.append(
-            ("used_memory delta / notification", f"{redis['used_memory_delta'] / stored:8.0f} B (+outbox, CI noise)")
-        )
-    out.append(table("Redis memory", redis_rows))
-    return "\n\n".join(out)
+    result["mean_event_bytes"] = sum(len(orjson.dumps(e)) for e in wire[:1000]) / min(1000, len(wire))
+    client_users = [f"{run}-u{i}" for i in range(min(clients, users))]
+    asyncio.run(create_topic(settings, topic, settings.events_partitions))
+    stack = stack_pids(settings)
+    try:
+        started = time.perf_counter()
+        asyncio.run(publish(settings, topic, wire))
+        result["preload"] = {
+            "seconds": time.perf_counter() - started,
+            "events_per_s": events / (time.perf_counter() - started),
+        }
+        del wire
+        ends = asyncio.run(end_offsets(settings, topic, settings.events_partitions))
+        if sum(ends.values()) != events:
+            raise RuntimeError(f"topic holds {sum(ends.values())} records, expected {events}")
+        herald = HeraldDrain(settings, run, topic, events, stack)
+        sides: dict[str, Callable[[int], dict[str, Any]]] = {
+            "plain consumer": lambda _r: measure_plain(settings, ends, stack, None),
+            "plain consumer + JSON decode": lambda _r: measure_plain(settings, ends, stack, _json),
+            "Herald reader step alone": lambda _r: measure_plain(settings, ends, stack, _reader_step(settings)),
+            "Herald, no clients": lambda r: herald(f"r{r}n", []),
+        }
+        if client_users:
+            sides[f"Herald, {len(client_users)} clients"] = lambda r: herald(f"r{r}c", client_users)
+        for name in peer_names:
+            sides[peers.LABELS[name]] = _peer_side(name, settings, topic=topic, run=run, events=events, stack=stack)
+        rounds: list[dict[str, Any]] = []
+        names = list(sides)
+        for r in range(repeat):
+            # Rotate the order so that warm-up and a neighbour's load do not always favour the same side.
+            shift = r % len(names)
+            this_round: dict[str, Any] = {}
+            for name in names[shift:] + names[:shift]:
+                print(f"  round {r + 1}/{repeat}: {name} ...", flush=True)
+                this_round[name] = sides[name](r)
+                print(f"    {_one_line(this_round[name])}", flush=True)
+            rounds.append(this_round)
+        result["rounds"] = rounds
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        asyncio.run(delete_user_keys(settings, run))
+        result["deleted_topics"] = asyncio.run(_delete_run_topics(settings, run))
+    result["machine"]["load_after"] = load_average()
+    return result
 
 
-def pipe_topology(status: dict[str, list[dict[str, Any]]]) -> str:
-    return "/".join(str(len(status.get(k, []))) for k in ("readers", "aggregators", "delivery", "gateways"))
+def _peer_side(
+    name: str, settings: Settings, *, topic: str, run: str, events: int, stack: dict[str, int]
+) -> Callable[[int], dict[str, Any]]:
+    def side(round_no: int) -> dict[str, Any]:
+        group = f"{run}-{name}-r{round_no}"
+        return peers.run_peer(name, settings, topic=topic, group=group, expected=events, stack=stack)
+
+    return side
+
+
+def _one_line(side: dict[str, Any]) -> str:
+    if side.get("error"):
+        return f"ERROR {side['error'][:200]}"
+    rate = side.get("events_per_s") or (side["events"] / side["drain_s"] if side.get("drain_s") else 0.0)
+    return f"{rate:,.0f} events/s"
+
+
+def rate_of(side: dict[str, Any]) -> float | None:
+    """Events per second of one side of one round (Herald: go -> last notification emitted)."""
+    if side.get("error") or not side.get("drain_s"):
+        return None
+    return float(side.get("events_per_s") or side["events"] / side["drain_s"])
+
+
+__all__ = ["rate_of", "run_drain"]
