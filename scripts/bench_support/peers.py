@@ -99,7 +99,10 @@ def run_peer(
     out["startup_s"] = (done["first_ns"] - ready["t_ns"]) / 1e9
     out["drain_s"] = (done["t_ns"] - done["first_ns"]) / 1e9
     out["events_per_s"] = expected / out["drain_s"]
-    out["cpu_s"] = {"peer": done["cpu_s"] - marks["peer_cpu_at_first"], "kafka": kafka_at_done - kafka_at_first}
+    out["cpu_s"] = {
+        "peer": done["cpu_s"] - marks.get("peer_cpu_at_first", 0.0),
+        "kafka": kafka_at_done - kafka_at_first,
+    }
     out["peak_rss_mib"] = {"peer": done["peak_rss_mib"]}
     out["counters"] = {k: done.get(k) for k in ("records", "updates", "passthrough")}
     log.close()

@@ -44,7 +44,8 @@ class Event(faust.Record, serializer="json", isodates=True):  # type: ignore[mis
 
 
 def say(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, "t_ns": time.time_ns(), **fields}), flush=True)
+    # Straight to file descriptor 1: the Faust worker redirects sys.stdout into its logger (stderr).
+    os.write(1, (json.dumps({"event": event, "t_ns": time.time_ns(), **fields}) + "\n").encode())
 
 
 def fold(groups: dict[str, Any], notification: dict[str, Any]) -> dict[str, Any]:
