@@ -68,7 +68,7 @@ def pick(args: argparse.Namespace, name: str) -> Any:
     return value if value is not None else (QUICK if args.quick else FULL)[name]
 
 
-def run_one(which: str, args: argparse.Namespace, out_dir: Path) -> None:
+def run_one(which: str, args: argparse.Namespace, out_dir: Path, command: str) -> None:
     settings = settings_from(args)
     repeat = args.repeat or (1 if args.quick else 3)
     data: dict[str, Any]
@@ -106,6 +106,7 @@ def run_one(which: str, args: argparse.Namespace, out_dir: Path) -> None:
         data = {"benchmark": "burst", "params": runs[0]["params"], "runs": runs}
         for run in runs:
             print(burst.summary(run))
+    data["command"] = command
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{which}.json"
     path.write_text(json.dumps(data, indent=1, default=str))
@@ -139,11 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = args.out or (ROOT / "artifacts" / "bench-quick" if args.quick else ROOT / "docs" / "bench")
     doc = out_dir / "benchmarks.md" if (args.quick or args.out) else ROOT / "docs" / "benchmarks.md"
     which = ["drain", "latency", "burst"] if args.command == "all" else [args.command]
+    command = " ".join(["./scripts/dev bench", *(argv if argv is not None else sys.argv[1:])])
     if args.command != "report":
         for name in which:
-            run_one(name, args, out_dir)
-    command = " ".join(["./scripts/dev bench", *(argv if argv is not None else sys.argv[1:])])
-    print(f"wrote {report.write_doc(out_dir, doc, command=command)}")
+            run_one(name, args, out_dir, command)
+    print(f"wrote {report.write_doc(out_dir, doc)}")
 
 
 if __name__ == "__main__":

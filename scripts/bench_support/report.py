@@ -475,8 +475,10 @@ def _latency_chart(plt: Any, latency: dict[str, Any], out_dir: Path) -> list[str
     return made
 
 
-def write_doc(out_dir: Path, doc: Path, *, command: str) -> Path:
+def write_doc(out_dir: Path, doc: Path) -> Path:
     results = load_results(out_dir)
+    commands = sorted({str(r.get("command", "./scripts/dev bench")) for r in results.values()})
+    command = "`, `".join(commands)
     charts = render_charts(results, out_dir)
     notes_path = out_dir / "notes.md"
     notes = notes_path.read_text() if notes_path.exists() else None
