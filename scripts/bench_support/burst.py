@@ -21,7 +21,13 @@ from herald.config import Settings
 from herald.keys import bodies_key
 from pipeline import Pipeline
 from scripts.bench_support import ray_reader
-from scripts.bench_support.common import create_topic, delete_topic, delete_user_keys, run_id
+from scripts.bench_support.common import (
+    create_topic,
+    delete_directory_entries,
+    delete_topic,
+    delete_user_keys,
+    run_id,
+)
 from scripts.bench_support.machine import describe, load_average
 from scripts.bench_support.node_fleet import NodeFleet
 from scripts.bench_support.procs import CpuMeter, stack_pids
@@ -96,6 +102,7 @@ def run_burst(settings: Settings, *, likes: int, seconds: float, devices: int) -
     finally:
         asyncio.run(delete_topic(settings, topic))
         asyncio.run(delete_user_keys(settings, run))
+        asyncio.run(delete_directory_entries(settings, run))
     _summarize_devices(result, got, bodies, stored_ns, offered.last_send_ns)
     result["machine"]["load_after"] = load_average()
     return result

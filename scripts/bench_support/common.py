@@ -154,6 +154,28 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[index]
 
 
+async def delete_directory_entries(settings: Settings, run: str) -> int:
+    """Remove the run's actors from the global user directory (the burst's fans are named by the run id)."""
+    import redis.asyncio as aioredis  # noqa: PLC0415 - only the cleanup needs it here
+
+    from herald.keys import directory_key  # noqa: PLC0415
+
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    removed = 0
+    try:
+        batch: list[str] = []
+        async for field, _value in client.hscan_iter(directory_key(), match=f"{run}-*", count=5000):
+            batch.append(field)
+            if len(batch) >= 5000:
+                removed += int(await client.hdel(directory_key(), *batch))
+                batch.clear()
+        if batch:
+            removed += int(await client.hdel(directory_key(), *batch))
+        return removed
+    finally:
+        await client.aclose()
+
+
 async def delete_user_keys(settings: Settings, run: str) -> int:
     """Remove every key of the run's users (their ids all start with the run id)."""
     import redis.asyncio as aioredis  # noqa: PLC0415 - only the cleanup needs it here
