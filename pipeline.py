@@ -24,7 +24,10 @@ from herald.topics import ensure_topics
 
 log = logging.getLogger("herald.pipeline")
 
-DELIVERY_CHANNELS = ("IN_APP",)
+# Channels delivered from the outbox by delivery actors; IN_APP is not one of them (it is pushed live by the
+# aggregators' commits to the gateways, herald/live.py), the external channels will be.
+DELIVERY_CHANNELS: tuple[str, ...] = ()
+AGGREGATED_CHANNELS = ("IN_APP", *DELIVERY_CHANNELS)
 DRAIN_TIMEOUT_S = 60.0
 NODE_CHECK_INTERVAL_S = 5.0
 STATUS_LOG_INTERVAL_S = 30.0
@@ -107,7 +110,7 @@ class Pipeline:
         self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)
         log.info("starting %s with %s", self.name, self.topology)
         self.aggregators = [
-            Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(self.settings, i, DELIVERY_CHANNELS)
+            Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(self.settings, i, AGGREGATED_CHANNELS)
             for i in range(self.topology.aggregators)
         ]
         self.readers, self.delivery = [], []

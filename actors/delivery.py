@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 
 from actors.loops import OwnedLoop
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome, RetryPolicy
-from herald.channels.in_app import InAppProvider
 from herald.config import Settings
 from herald.outbox import OutboxWorker
 from herald.producer import OutgoingRecord, RecordSender
@@ -22,12 +21,15 @@ log = logging.getLogger(__name__)
 RECEIPT_HEADERS = [("content-type", b"application/json")]
 
 
+# The outbox channels and their providers. IN_APP is not one: commits push it live (herald/live.py).
+PROVIDERS: dict[str, Callable[[Settings, RetryPolicy], ChannelProvider]] = {}
+
+
 def provider_for(channel: str, settings: Settings) -> ChannelProvider:
-    policy = RetryPolicy(max_attempts=settings.delivery_max_attempts)
-    providers = {"IN_APP": lambda: InAppProvider(settings.redis_url, policy)}
-    if channel not in providers:
+    factory = PROVIDERS.get(channel)
+    if factory is None:
         raise ValueError(f"no provider for channel {channel}")
-    return providers[channel]()
+    return factory(settings, RetryPolicy(max_attempts=settings.delivery_max_attempts))
 
 
 class DeliveryActor:

@@ -36,6 +36,7 @@ from herald.store import INBOX_CHANGE, InboxStore, OutboxEntry, UserChange, User
 __all__ = ["Aggregator", "ApplyReport", "PreparedEvent", "iso_ms", "prepare"]
 
 MAX_COMMIT_ATTEMPTS = 8
+IN_APP = "IN_APP"
 WRITTEN_PROFILES_CAP = 100_000
 
 
@@ -368,15 +369,16 @@ class Aggregator:
             change.notifications.append(body)
             if not fold.unread[notification_id]:
                 change.read_in_batch.append(notification_id)
-            for channel in sorted(fold.channels[notification_id] & self._delivery_channels):
+            channels = fold.channels[notification_id]
+            if IN_APP in channels:
+                # IN_APP needs no outbox: the inbox is its durable record and the commit pushes it live.
+                change.live_ids.append(notification_id)
+            for channel in sorted((channels & self._delivery_channels) - {IN_APP}):
                 delivery_id = f"{notification_id}:{body['version']}:{channel}"
                 change.outbox.append(OutboxEntry(channel, delivery_id, body))
-        if fold.inbox_changed and "IN_APP" in self._delivery_channels:
-            # Reads and deletes from Kafka reach connected clients too (new unread count, the deletion); the
-            # first event id of the batch names the delivery, so a replayed batch repeats the same one.
-            change.outbox.append(
-                OutboxEntry("IN_APP", f"{fold.seen_now[0]}:inbox:IN_APP", _inbox_change(fold.inbox_changed))
-            )
+        if fold.inbox_changed:
+            # Reads and deletes from Kafka reach connected clients too (new unread count, the deletion).
+            change.live_inbox = _inbox_change(fold.inbox_changed)
         # Every commit moves the sequence, even one that only records seen ids: a concurrent writer that
         # folded on the same snapshot must be refused, since its decisions may depend on what this one wrote.
         change.new_seq += 1

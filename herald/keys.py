@@ -61,3 +61,13 @@ def outbox_shard_of(user_id: str, outbox_shards: int) -> int:
 def directory_key() -> str:
     """The user directory (id -> name, avatar): one global hash, no hash tag, as no script reads it with user keys."""
     return "herald:directory"
+
+
+def presence_key(user_id: str) -> str:
+    """Hash: id of a gateway holding a connection of the user -> expiry (epoch ms) of that claim."""
+    return user_key(user_id, "gw")
+
+
+def live_channel(gateway_id: str) -> str:
+    """The pub/sub channel one gateway listens on for the live notifications of the users it holds."""
+    return f"herald:live:{gateway_id}"

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from herald.aggregation import GroupState
 
-# The `kind` of an IN_APP outbox payload that is not a notification but a change of the inbox (reads, deletes).
+# The `kind` of a payload that is not a notification but a change of the inbox (reads, deletes).
 INBOX_CHANGE = "inbox"
 
 
@@ -62,7 +62,11 @@ class UserChange:
     read_in_batch: list[str] = field(default_factory=list)  # new versions that a later read of the batch read
     aliases: dict[str, str] = field(default_factory=dict)  # application id -> notification id, new ones
     preferences: dict[str, Any] | None = None
-    outbox: list[OutboxEntry] = field(default_factory=list)
+    outbox: list[OutboxEntry] = field(default_factory=list)  # external channels only (IN_APP goes live)
+    # IN_APP: ids of this change's notifications to push to the user's connected clients, and the reads and
+    # deletes to tell them about; the store publishes them to the gateways holding the user, with the commit.
+    live_ids: list[str] = field(default_factory=list)
+    live_inbox: dict[str, Any] | None = None
 
     @property
     def is_empty(self) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herald.aggregation import GroupState
+from herald.live import encode_entry
 from herald.store import OutboxEntry, UserChange, UserQuery, UserSnapshot
 
 
@@ -28,6 +29,9 @@ class MemoryStore:
         self._capacity = inbox_capacity
         self._users: dict[str, _User] = {}
         self.outbox: list[tuple[str, OutboxEntry]] = []
+        # What the Redis store would publish to the gateways of connected users (this store has no presence:
+        # every commit's entry is recorded), in commit order.
+        self.live: list[dict[str, Any]] = []
 
     def _user(self, user_id: str) -> _User:
         return self._users.setdefault(user_id, _User())
@@ -57,6 +61,7 @@ class MemoryStore:
         return results
 
     def _apply(self, user: _User, change: UserChange, now_ms: int) -> None:
+        previous_seq = user.seq
         user.seq = change.new_seq
         user.seen.update(change.seen_event_ids)
         for key, (state, ttl_ms) in change.groups.items():
@@ -87,6 +92,18 @@ class MemoryStore:
             user.cursors.pop(stale)
             user.unread.discard(stale)
         self.outbox.extend((change.user_id, entry) for entry in change.outbox)
+        live = set(change.live_ids)
+        live_notes = [body for body in change.notifications if body["id"] in live]
+        self.live.append(
+            encode_entry(
+                change.user_id,
+                notes=live_notes,
+                inbox=change.live_inbox,
+                unread=len(user.unread),
+                from_seq=previous_seq,
+                to_seq=user.seq,
+            )
+        )
 
     def _view(self, user: _User, notification_id: str) -> dict[str, Any]:
         return user.bodies[notification_id] | {"read": notification_id not in user.unread}

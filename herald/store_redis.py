@@ -1,4 +1,5 @@
-"""The Redis InboxStore: pipelined reads, one atomic Lua commit per user per batch, inbox queries."""
+"""The Redis InboxStore: pipelined reads, one atomic Lua commit per user per batch (which also publishes the
+IN_APP live entries to the gateways holding the users, see herald/live.py), inbox queries."""
 
 from __future__ import annotations
 
@@ -99,6 +100,7 @@ class RedisStore:
             keys.unread_key(user),
             keys.preferences_key(user),
             keys.aliases_key(user),
+            keys.presence_key(user),
         ]
         groups = []
         for group, (state, ttl_ms) in change.groups.items():
@@ -135,6 +137,9 @@ class RedisStore:
             "aliases": [part for pair in change.aliases.items() for part in pair],
             "prefs": blob(orjson.dumps(change.preferences).decode()) if change.preferences is not None else None,
             "outbox": outbox,
+            "user": user,
+            "live": [bodies[i] for i in change.live_ids],
+            "inbox": blob(orjson.dumps(change.live_inbox).decode()) if change.live_inbox is not None else None,
         }
 
     async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:
@@ -149,6 +154,7 @@ class RedisStore:
                         "now": str(now_ms),
                         "horizon": str(self._horizon_ms),
                         "cap": str(self._capacity),
+                        "live_prefix": keys.live_channel(""),
                         "users": users,
                     }
                     await self._commit(keys=call_keys, args=[orjson.dumps(batch).decode(), *blobs], client=pipe)

@@ -9,10 +9,11 @@ from typing import Any
 
 from herald.gateway.counts import CountRefresher
 from herald.gateway.limits import ClientSession
-from herald.gateway.manager import Delivery
 from herald.gateway.translate import Translation, count_event, translate
 
 Send = Callable[[str, str, Any], Awaitable[None]]  # (sid, event, payload) straight to a local socket
+# (event, payload, recipient sids): one packet to write to those sockets.
+Delivery = tuple[str, Any, list[str]]
 
 
 class Fanout:
@@ -29,8 +30,9 @@ class Fanout:
         self._send = send
         self._counts = CountRefresher(read_count, self._deliver_count, window_s=count_window_s, on_error=on_count_error)
 
-    def route(self, event: str, payload: Any, sids: list[str]) -> list[Delivery]:
-        """The manager's router: what to send to whom for one emit, in order."""
+    def route(self, event: str, payload: Any, sids: list[str], *, count_follows: bool = False) -> list[Delivery]:
+        """What to send to whom for one emit, in order. `count_follows`: an exact unread count is sent right
+        after, so a protocol that wants a count after this emit need not read one."""
         groups: dict[str, list[tuple[str, ClientSession]]] = {}
         for sid in sids:
             session = self._sessions.get(sid)
@@ -42,14 +44,16 @@ class Fanout:
             translation = translate(protocol_name, event, payload)
             recipients = [sid for sid, _session in members]
             deliveries += [(out_event, out, recipients) for out_event, out in translation.live()]
-            self._follow_counts(translation, members)
+            self._follow_counts(translation, members, count_follows=count_follows)
         return deliveries
 
-    def _follow_counts(self, translation: Translation, members: list[tuple[str, ClientSession]]) -> None:
+    def _follow_counts(
+        self, translation: Translation, members: list[tuple[str, ClientSession]], *, count_follows: bool
+    ) -> None:
         for sid, session in members:
             if translation.count is not None:
                 self._counts.superseded(session.user_id)
-            if translation.refresh_count:
+            if translation.refresh_count and not count_follows:
                 self._counts.request(session.user_id, sid)
 
     def refresh_count(self, session: ClientSession, sid: str) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from herald.channels.in_app import INBOX_EVENT
 from herald.config import Settings
+from herald.live import INBOX_EVENT
 
 
 @dataclass(frozen=True)

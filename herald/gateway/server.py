@@ -1,11 +1,13 @@
-"""The Socket.IO gateway (DESIGN section 7): authenticated connections placed in their own rooms, replay
-of what a client missed since its cursor, read acknowledgements, and live emits fanned out through Redis.
+"""The Socket.IO gateway: authenticated connections, replay of what a client missed since its cursor, read
+acknowledgements, and the live notifications of the users it holds (herald/live.py: presence, one channel per
+gateway, gaps filled from the inbox).
 
 Each connection speaks Herald's own protocol or the existing application's ("compat", see compat.py), chosen
 at connect; emits arrive in Herald's internal vocabulary and are translated per protocol on the way out.
 
-Ordering and duplicates: a client enters its rooms first and is replayed from the store after, so nothing
-emitted in between is missed; live emits that reach it during the replay are held and flushed after it, and
+Ordering and duplicates: the gateway claims the user's presence first and the client is replayed from the
+store after, so nothing committed in between is missed; live entries that reach it during the replay are held
+and flushed after it, and
 every notification passes the connection's (id -> highest version sent) record, so a client never receives
 the same version twice or an older version after a newer one.
 """
@@ -17,20 +19,23 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 import socketio
 import uvicorn
 from redis.exceptions import RedisError
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
-from herald import auth
-from herald.channels.in_app import INBOX_EVENT, user_rooms
+from herald import auth, live
 from herald.config import Settings
 from herald.errors import AuthError, ConfigError, HeraldError
 from herald.gateway import protocol
@@ -39,8 +44,9 @@ from herald.gateway.client_events import ClientEvents
 from herald.gateway.fanout import Fanout
 from herald.gateway.http import STATIC_DIR, HttpApp
 from herald.gateway.limits import ClientSession, GatewayLimits, TokenBucket
-from herald.gateway.manager import GatedRedisManager
+from herald.gateway.presence import LiveSubscription, Presence, wall_clock_ms
 from herald.gateway.translate import translate
+from herald.live import INBOX_EVENT, LiveEntry, user_rooms
 from herald.store import InboxStore
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,11 @@ class GatewayCounters:
     expired: int = 0
     resubscriptions: int = 0
     count_reads: int = 0  # unread counts read for connections without an emit carrying one
+    live_messages: int = 0
+    live_entries: int = 0
+    live_notifications: int = 0  # notification versions sent live, counted per user (not per socket)
+    gaps_filled: int = 0  # users whose missed commits were read back from the inbox
+    malformed_live: int = 0
 
 
 class _QuietServer(uvicorn.Server):
@@ -95,7 +106,26 @@ class Gateway:
         self._sessions: dict[str, ClientSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiries: dict[str, asyncio.TimerHandle] = {}  # sid -> disconnect when its token expires
+        self._user_sids: dict[str, set[str]] = {}  # user -> this gateway's connections of the user
+        # user -> the sequence number of the last commit this gateway heard of (or read back) for the user.
+        self._heard_seq: dict[str, int] = {}
+        self._filling: dict[str, asyncio.Task[None]] = {}
+        self._latencies_ms: deque[float] = deque(maxlen=2048)  # sampled event time -> sent live
+        self._samples_offered = 0
         self.counters = GatewayCounters()
+        self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Its own connections: health checks notice a half-open pub/sub connection.
+        self._redis = aioredis.Redis.from_url(
+            settings.redis_url, health_check_interval=10, client_name=f"herald-gateway-{self.gateway_id}"
+        )
+        self._presence = Presence(self._redis, self.gateway_id, on_lapsed=self._fill_gap_soon)
+        self._live = LiveSubscription(
+            self._redis,
+            self.gateway_id,
+            on_entries=self._on_live,
+            on_resubscribed=self._after_subscription_gap,
+            on_malformed=self._malformed_live,
+        )
         self._fanout = Fanout(
             self._sessions,
             self._send,
@@ -103,16 +133,9 @@ class Gateway:
             count_window_s=self.limits.count_coalesce_s,
             on_count_error=self._count_failed,
         )
-        self._manager = GatedRedisManager(
-            settings.redis_url,
-            router=self._fanout.route,
-            on_resubscribed=self._after_subscription_gap,
-            redis_options={"client_name": f"herald-gateway-{os.getpid()}-{id(self):x}"},
-        )
         origins = settings.cors_origins
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
-            client_manager=self._manager,
             cors_allowed_origins="*" if "*" in origins else list(origins),
             max_http_buffer_size=self.limits.max_payload_bytes,
             transports=["polling", "websocket"],
@@ -131,12 +154,10 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to the Redis manager now rather than on the first connection, and wait for it, so an
-        emit made after start() returns reaches clients that connect later in the replay-or-live window."""
-        if not self.sio.manager_initialized:
-            self.sio.manager_initialized = True
-            self._manager.initialize()
-        await self._manager.wait_subscribed(self.limits.connect_timeout_s)
+        """Subscribe to this gateway's live channel and start its presence writer; a client is accepted only
+        after, so no commit can slip between its replay and its live feed."""
+        self._presence.start()
+        await self._live.start(self.limits.connect_timeout_s)
 
     async def serve(self, host: str | None = None, port: int | None = None) -> int:
         """Start the gateway and uvicorn on (host, port) from settings unless given; 0 picks a free port.
@@ -180,28 +201,37 @@ class Gateway:
         self._expiries.clear()
         for sid in list(self._sessions):
             with contextlib.suppress(RedisError, OSError):
-                await self.sio.disconnect(sid, ignore_queue=True)
+                await self.sio.disconnect(
+                    sid,
+                )
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in list(self._filling.values()):
+            task.cancel()
+        await asyncio.gather(*self._filling.values(), return_exceptions=True)
         await self._fanout.close()
         if self._server is not None and self._serve_task is not None:
             self._server.should_exit = True
             await asyncio.gather(self._serve_task, return_exceptions=True)
         self._server, self._serve_task = None, None
         await self.sio.shutdown()
-        await self._manager.close()
+        await self._live.close()
+        await self._presence.close()
+        await self._redis.aclose()
         await self.analytics.close()
 
     def health(self) -> dict[str, Any]:
-        pubsub = self._manager.pubsub
-        subscribed = bool(pubsub is not None and pubsub.subscribed)
+        subscribed = self._live.subscribed.is_set()
         return {
             "ok": subscribed,
             "subscribed": subscribed,
+            "gateway_id": self.gateway_id,
             "serving": self._server is not None and bool(self._server.started),
             "connections": len(self._sessions),
+            "users": len(self._user_sids),
             "counters": asdict(self.counters),
+            "live_latency_ms": _percentiles(self._latencies_ms),
             "dropped_stale": sum(s.dropped_stale for s in self._sessions.values()),
             "analytics": asdict(self.analytics.counters),
         }
@@ -217,8 +247,9 @@ class Gateway:
         log.warning("reading an unread count failed: %s", exc)
 
     async def _announce(self, user_id: str, change: dict[str, Any]) -> None:
-        # Through the manager, so every device of the user on every gateway hears it.
-        await self.sio.emit(INBOX_EVENT, change, room=user_rooms(user_id)[0])
+        # Through the live channels of every gateway holding the user (this one too), so every device hears it.
+        entry = live.encode_entry(user_id, inbox=change, unread=change.get("unread"))
+        await live.announce(self._redis, user_id, entry, now_ms=wall_clock_ms())
 
     # -- connection ------------------------------------------------------------------------------------
 
@@ -248,32 +279,121 @@ class Gateway:
             protocol=request.protocol,
         )
         self._sessions[sid] = session
+        self._user_sids.setdefault(claims.user_id, set()).add(sid)
+        presence = self._presence.claim(claims.user_id)
         self._expire_at(sid, claims.expires_at)
         for room in user_rooms(claims.user_id):
             await self.sio.enter_room(sid, room)
         self.counters.connected += 1
-        task = asyncio.create_task(self._replay(sid, session, request.since), name=f"herald-replay-{sid}")
+        replay = self._replay(sid, session, request.since, presence)
+        task = asyncio.create_task(replay, name=f"herald-replay-{sid}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self._sessions.pop(sid, None)
+        session = self._sessions.pop(sid, None)
         expiry = self._expiries.pop(sid, None)
         if expiry is not None:
             expiry.cancel()
+        if session is None:
+            return
+        sids = self._user_sids.get(session.user_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._user_sids[session.user_id]
+                self._heard_seq.pop(session.user_id, None)
+        self._presence.release(session.user_id)
 
     def _after_subscription_gap(self) -> None:
-        """Emits published while the subscription was down never reached this gateway. Disconnecting every
-        client makes each reconnect with its `since` cursor and replay exactly what it missed."""
+        """Commits published while the subscription was down never reached this gateway: read what each
+        held user missed from the inbox, by the sequence number last heard."""
         self.counters.resubscriptions += 1
-        for sid in list(self._sessions):
-            task = asyncio.create_task(self.sio.disconnect(sid), name=f"herald-resync-{sid}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        for user_id in list(self._user_sids):
+            self._fill_gap_soon(user_id)
 
     @property
     def redis_client_name(self) -> str:
-        return str(self._manager.redis_options["client_name"])
+        return f"herald-gateway-{self.gateway_id}"
+
+    # -- the live feed ---------------------------------------------------------------------------------
+
+    async def _on_live(self, entries: list[LiveEntry]) -> None:
+        self.counters.live_messages += 1
+        for entry in entries:
+            self.counters.live_entries += 1
+            sids = self._user_sids.get(entry.user_id)
+            if not sids:
+                continue  # the user left; its presence here is being removed
+            if entry.is_commit:
+                heard = self._heard_seq.get(entry.user_id)
+                if heard is not None and entry.from_seq is not None and entry.from_seq > heard:
+                    # A commit in between never reached this gateway (its presence had lapsed, a message was
+                    # lost): read it back from the inbox. Versions sent twice are dropped per connection.
+                    self._fill_gap_soon(entry.user_id)
+                if entry.to_seq is not None and (heard is None or entry.to_seq > heard):
+                    self._heard_seq[entry.user_id] = entry.to_seq
+            await self._push_entry(entry, list(sids))
+
+    async def _push_entry(self, entry: LiveEntry, sids: list[str]) -> None:
+        for body in entry.notes:
+            await self._deliver(live.NOTIFICATION_EVENT, body, sids, count_follows=entry.unread is not None)
+            self._sample_latency(body)
+        self.counters.live_notifications += len(entry.notes)
+        if entry.inbox is not None:
+            change = entry.inbox | {"userId": entry.user_id, "unread": entry.unread}
+            await self._deliver(INBOX_EVENT, change, sids)
+        elif entry.notes and entry.unread is not None:
+            await self._deliver(protocol.UNREAD_EVENT, {"unread": entry.unread}, sids)
+
+    async def _deliver(self, event: str, payload: Any, sids: list[str], *, count_follows: bool = False) -> None:
+        for out_event, out, recipients in self._fanout.route(event, payload, sids, count_follows=count_follows):
+            await self.sio.emit(out_event, out, to=recipients)
+
+    def _fill_gap_soon(self, user_id: str) -> None:
+        if user_id in self._filling or user_id not in self._user_sids:
+            return
+        task = asyncio.create_task(self._fill_gap(user_id), name=f"herald-gap-{user_id}")
+        self._filling[user_id] = task
+        task.add_done_callback(lambda _t: self._filling.pop(user_id, None))
+
+    async def _fill_gap(self, user_id: str) -> None:
+        self.counters.gaps_filled += 1
+        since = self._heard_seq.get(user_id, 0)
+        try:
+            for _page in range(MAX_REPLAY_PAGES):
+                items = await self._store.notifications_after(user_id, since, self.limits.replay_page_size)
+                sids = list(self._user_sids.get(user_id, ()))
+                if not items or not sids:
+                    break
+                for body in items:
+                    await self._deliver(live.NOTIFICATION_EVENT, body, sids, count_follows=True)
+                since = max(since, *(int(body["cursor"]) for body in items))
+            sids = list(self._user_sids.get(user_id, ()))
+            if sids:
+                unread = await self._store.unread_count(user_id)
+                await self._deliver(protocol.UNREAD_EVENT, {"unread": unread}, sids)
+        except (HeraldError, RedisError, OSError) as exc:
+            self.counters.store_errors += 1
+            log.warning("filling the live gap of %s failed (%s); disconnecting it so it replays", user_id, exc)
+            for sid in list(self._user_sids.get(user_id, ())):
+                await self.sio.disconnect(sid)
+
+    def _malformed_live(self, reason: str) -> None:
+        self.counters.malformed_live += 1
+        log.error("malformed message on %s: %s; filling every user's gap from the inbox", self._live.channel, reason)
+        self._after_subscription_gap()
+
+    def _sample_latency(self, body: dict[str, Any]) -> None:
+        # One in 16: enough for percentiles, cheap at thousands per second.
+        self._samples_offered += 1
+        if self._samples_offered % 16:
+            return
+        updated = body.get("updatedAt")
+        if isinstance(updated, str):
+            with contextlib.suppress(ValueError):
+                sent_ms = datetime.fromisoformat(updated).timestamp() * 1000
+                self._latencies_ms.append(max(0.0, wall_clock_ms() - sent_ms))
 
     def _expire_at(self, sid: str, expires_at: datetime) -> None:
         """A token is checked at connect; a connection must not outlive it. The client reconnects with a
@@ -289,8 +409,11 @@ class Gateway:
 
         self._expiries[sid] = asyncio.get_running_loop().call_later(delay_s, expire)
 
-    async def _replay(self, sid: str, session: ClientSession, since: int | None) -> None:
+    async def _replay(self, sid: str, session: ClientSession, since: int | None, presence: asyncio.Future[int]) -> None:
         try:
+            seq = await asyncio.shield(presence)
+            if session.user_id in self._user_sids:
+                self._heard_seq.setdefault(session.user_id, seq)
             if not await self._connected(sid):
                 return
             if since is not None:
@@ -305,7 +428,9 @@ class Gateway:
         except (HeraldError, RedisError, OSError) as exc:
             self.counters.store_errors += 1
             log.warning("replay for %s failed (%s); disconnecting it so it reconnects and retries", sid, exc)
-            await self.sio.disconnect(sid, ignore_queue=True)
+            await self.sio.disconnect(
+                sid,
+            )
 
     async def _flush_held(self, sid: str, session: ClientSession, mark: int) -> bool:
         """Send what was held during the replay, translated now; True when a count must still be read.
@@ -352,7 +477,11 @@ class Gateway:
 
     async def _send(self, sid: str, event: str, payload: Any) -> None:
         # Straight to the local socket: the client is on this gateway, other gateways need not hear of it.
-        await self.sio.emit(event, payload, to=sid, ignore_queue=True)
+        await self.sio.emit(
+            event,
+            payload,
+            to=sid,
+        )
 
     # -- client events ---------------------------------------------------------------------------------
 
@@ -376,3 +505,14 @@ class Gateway:
             self.counters.store_errors += 1
             log.warning("client event %s for %s failed: %s", event, session.user_id, exc)
             return protocol.error("temporarily unavailable, retry later")
+
+
+def _percentiles(samples: deque[float]) -> dict[str, float | int | None]:
+    if not samples:
+        return {"p50": None, "p99": None, "samples": 0}
+    ordered = sorted(samples)
+    return {
+        "p50": round(ordered[len(ordered) // 2], 1),
+        "p99": round(ordered[min(len(ordered) - 1, (len(ordered) * 99) // 100)], 1),
+        "samples": len(ordered),
+    }

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from herald.channels.in_app import INBOX_EVENT
 from herald.gateway import compat, protocol
+from herald.live import INBOX_EVENT
 
 log = logging.getLogger(__name__)
 

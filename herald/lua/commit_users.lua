@@ -1,19 +1,25 @@
 -- Applies the batch changes of many users; each user's change is applied whole or not at all, guarded by that
 -- user's sequence number (compare-and-set), and the script as a whole is atomic.
--- KEYS, per user: seq, seen, inbox, bodies, unread, prefs, aliases, then the group and outbox keys its ops
--- refer to.
+-- KEYS, per user: seq, seen, inbox, bodies, unread, prefs, aliases, presence, then the group and outbox keys
+-- its ops refer to.
 -- ARGV[1]: JSON {now, horizon, cap, users: [ops...]} with numbers as strings. Bodies and group states are not
 -- in it: they are ARGV entries of their own, named by index, so cjson never parses (or re-encodes) them and a
 -- body shared by the inbox and the outbox is sent once. Each ops: {base = index of its first key - 1,
 -- expected, seq, seen, groups, readall, read, deleted, notes, aliases, prefs, outbox}; keys are named relative
 -- to base. Reads and deletes are applied before the batch's new versions: the fold already decided, in event
 -- order, which new versions stay unread (note[4]).
+-- The live path (docs/architecture.md, "IN_APP live path"): for every applied user with a gateway in its
+-- presence hash, an entry {u, from, to, unread, notes, inbox} goes to that gateway; at the end, one PUBLISH
+-- per gateway on `live_prefix .. gateway id` with all its entries. Published inside the script, so a gateway
+-- hears of a commit exactly when it is visible, and in commit order.
 -- Reply: per user, 1 applied or 0 refused (stale sequence number).
 local batch = cjson.decode(ARGV[1])
 local now = tonumber(batch.now)
 local horizon = tonumber(batch.horizon)
 local cap = tonumber(batch.cap)
 local results = {}
+local feeds = {}  -- gateway id -> entries (JSON texts) for it
+local feed_order = {}
 
 local function apply(ops, key)
   redis.call('SET', key(1), ops.seq)
@@ -94,6 +100,47 @@ local function apply(ops, key)
   end
 end
 
+local function push_live(ops, key)
+  local presence = redis.call('HGETALL', key(8))
+  if #presence == 0 then
+    return
+  end
+  local entry
+  local lapsed = {}
+  for i = 1, #presence, 2 do
+    local gateway, expiry = presence[i], tonumber(presence[i + 1])
+    if expiry and expiry > now then
+      if not entry then
+        -- Bodies are already JSON texts in ARGV: spliced in, never decoded here.
+        local notes = {}
+        for j, index in ipairs(ops.live) do
+          notes[j] = ARGV[tonumber(index)]
+        end
+        local inbox = 'null'
+        if ops.inbox ~= cjson.null and ops.inbox ~= nil then
+          inbox = ARGV[tonumber(ops.inbox)]
+        end
+        entry = '{"u":' .. cjson.encode(ops.user) .. ',"from":' .. ops.expected .. ',"to":' .. ops.seq
+          .. ',"unread":' .. redis.call('SCARD', key(5)) .. ',"notes":[' .. table.concat(notes, ',')
+          .. '],"inbox":' .. inbox .. '}'
+      end
+      local entries = feeds[gateway]
+      if not entries then
+        entries = {}
+        feeds[gateway] = entries
+        feed_order[#feed_order + 1] = gateway
+      end
+      entries[#entries + 1] = entry
+    else
+      lapsed[#lapsed + 1] = gateway
+    end
+  end
+  if #lapsed > 0 then
+    -- A gateway that stopped refreshing (it died): forget it here rather than publish to it forever.
+    redis.call('HDEL', key(8), unpack(lapsed))
+  end
+end
+
 for i, ops in ipairs(batch.users) do
   local base = tonumber(ops.base)
   local function key(index)
@@ -102,9 +149,13 @@ for i, ops in ipairs(batch.users) do
   local current = tonumber(redis.call('GET', key(1)) or '0')
   if current == tonumber(ops.expected) then
     apply(ops, key)
+    push_live(ops, key)
     results[i] = 1
   else
     results[i] = 0
   end
+end
+for _, gateway in ipairs(feed_order) do
+  redis.call('PUBLISH', batch.live_prefix .. gateway, '[' .. table.concat(feeds[gateway], ',') .. ']')
 end
 return results

@@ -1,5 +1,6 @@
 """Helpers for the gateway tests: in-process gateways on free ports, recording Socket.IO clients, an emitter
-that emits like the pipeline's delivery actors, tokens good and bad, and seeding through the Aggregator."""
+that publishes live entries like the pipeline's commits, tokens good and bad, and seeding through the
+Aggregator."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis.asyncio as aioredis
 import socketio
 
+from herald import live
 from herald.applier import Aggregator
 from herald.auth import mint_token
 from herald.config import Settings, load_settings
 from herald.events import NotificationEvent
-from herald.gateway import Gateway, GatewayLimits, user_rooms
+from herald.gateway import Gateway, GatewayLimits
 from herald.store_redis import RedisStore
 
 TEST_SECRET = "gateway-tests-secret-0123456789abcdef"
@@ -65,17 +68,25 @@ async def running_gateway(
 
 
 class Emitter:
-    """Emits the way the pipeline's IN_APP delivery does: a write-only manager, both user rooms."""
+    """Publishes live entries the way a commit does (herald/live.py): to every gateway holding the user."""
 
     def __init__(self, settings: Settings) -> None:
-        self.manager = socketio.AsyncRedisManager(settings.redis_url, write_only=True)
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
 
-    async def notification(self, user_id: str, body: dict[str, Any]) -> None:
-        await self.manager.emit("notification", body, room=user_rooms(user_id))
+    async def notification(self, user_id: str, body: dict[str, Any], *, unread: int | None = None) -> int:
+        entry = live.encode_entry(user_id, notes=[body], unread=unread)
+        return await live.announce(self.redis, user_id, entry, now_ms=_now_ms())
+
+    async def inbox(self, user_id: str, change: dict[str, Any], *, unread: int | None = None) -> int:
+        entry = live.encode_entry(user_id, inbox=change, unread=unread)
+        return await live.announce(self.redis, user_id, entry, now_ms=_now_ms())
 
     async def close(self) -> None:
-        if self.manager.redis is not None:
-            await self.manager.redis.aclose()
+        await self.redis.aclose()
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 def body(notification_id: str, version: int, cursor: int, text: str = "John liked it") -> dict[str, Any]:

@@ -10,18 +10,20 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import socketio
 
 import herald.auth
+from herald import keys, live
 from herald.auth import TokenClaims, mint_token
-from herald.channels.in_app import INBOX_EVENT, user_rooms
 from herald.config import Settings, load_settings
 from herald.gateway import Gateway
 from herald.gateway.compat import ALL_READ_EVENT, COUNT_EVENT, DELETED_EVENT, NEW_EVENT, READ_EVENT
 from herald.gateway.protocol import DELETED_EVENT as NATIVE_DELETED
 from herald.gateway.protocol import READ_EVENT as NATIVE_READ
 from herald.gateway.protocol import UNREAD_EVENT
+from herald.live import INBOX_EVENT
 from tests.integration.gateway_harness import (
     TEST_SECRET,
     WAIT_S,
@@ -201,7 +203,7 @@ async def test_a_connection_without_a_token_is_authenticated_by_its_cookie(
 
 
 async def test_notification_new_and_the_counts_that_follow(
-    settings: Settings, gateway: tuple[Gateway, str], emitter: Emitter, seeder: Seeder
+    settings: Settings, gateway: tuple[Gateway, str], seeder: Seeder
 ) -> None:
     gw, url = gateway
     user = new_user("shape")
@@ -216,9 +218,8 @@ async def test_notification_new_and_the_counts_that_follow(
                 user=user, kind="USER_FOLLOWED", actor="zoe", actor_name="Zoe", target=user, at=timedelta(seconds=2)
             )
         )
+        # The commits themselves push them to this gateway, which holds the user.
         grown, follow = await seeder.store.notifications_after(user, 0, 10)
-        await emitter.notification(user, grown)
-        await emitter.notification(user, follow)
         try:
             await wait_until(lambda: len(client.of(NEW_EVENT)) == 2 and client.counts()[-1] == 2, what="2 new, count 2")
         except AssertionError as exc:
@@ -241,10 +242,13 @@ async def test_notification_new_and_the_counts_that_follow(
         assert view["createdAt"] == grown["createdAt"]
         assert view["updatedAt"] == grown["updatedAt"]
         assert client.of(NEW_EVENT)[1]["notification"]["message"] == "Zoe started following you"
+        assert client.of(NEW_EVENT)[1]["notification"]["id"] == follow["id"]
         # The count follows the notifications it counts.
         names = client.names()
         assert names.index(NEW_EVENT) < len(names) - 1 - names[::-1].index(COUNT_EVENT)
-        assert gw.counters.count_reads >= 1
+        # Each commit carries the user's exact unread count: the gateway never had to read one.
+        assert gw.counters.count_reads == 0
+        assert client.counts() == [1, 1, 2]
         assert_only_compat(client)
 
 
@@ -330,7 +334,7 @@ async def test_an_inbox_change_from_the_pipeline_is_translated_for_both_protocol
         # As the pipeline does it: the store changed first, then the change is emitted without a count.
         await seeder.store.mark_read(user, ids[:2])
         change = {"userId": user, "read": [ids[0]], "deleted": [ids[1]], "all": True, "before": "2026-11-26T10:00:00Z"}
-        await emitter.manager.emit(INBOX_EVENT, change | {"unread": None}, room=user_rooms(user))
+        await emitter.inbox(user, change, unread=None)
         await wait_until(lambda: client.counts()[-1] == 1, what="compat count read from the store")
         await wait_until(lambda: native.unread[-1] == 1, what="native count read from the store")
         assert client.events[1:] == [
@@ -345,7 +349,7 @@ async def test_an_inbox_change_from_the_pipeline_is_translated_for_both_protocol
             (UNREAD_EVENT, {"unread": 1}),
         ]
         # With the count in the change, it is passed on as is.
-        await emitter.manager.emit(INBOX_EVENT, change | {"all": False, "unread": 7}, room=user_rooms(user))
+        await emitter.inbox(user, change | {"all": False}, unread=7)
         await wait_until(lambda: client.counts()[-1] == 7 and native.unread[-1] == 7, what="the given count")
         assert_only_compat(client)
         assert_only_native(native)
@@ -413,17 +417,17 @@ def _versions(client: Client, notification_id: str) -> list[int]:
 async def test_joining_another_users_notifications_does_not_leak_them(
     settings: Settings, gateway: tuple[Gateway, str], emitter: Emitter
 ) -> None:
-    _gw, url = gateway
+    gw, url = gateway
     alice, bob = new_user("alice"), new_user("bob")
     async with opened(url, mint_token(settings, alice)) as a:
         assert await a.call("join:notifications", {"userId": bob}) == {"ok": True}
         assert await a.call("join:notifications") == {"ok": True}
         await emitter.notification(bob, body("secret", 1, 1, "for bob only"))
-        await emitter.manager.emit("notification", body("secret2", 1, 2), room=f"notifications:{bob}")
-        bob_change = {"userId": bob, "read": ["secret"], "deleted": [], "all": False, "before": None, "unread": 42}
-        await emitter.manager.emit(INBOX_EVENT, bob_change, room=user_rooms(bob))
-        # Even through alice's own room, a change naming bob is not hers.
-        await emitter.manager.emit(INBOX_EVENT, bob_change, room=user_rooms(alice))
+        bob_change = {"userId": bob, "read": ["secret"], "deleted": [], "all": False, "before": None}
+        await emitter.inbox(bob, bob_change, unread=42)
+        # Even published on alice's gateway's own channel, an entry for bob reaches none of alice's connections.
+        entry = live.encode_entry(bob, notes=[body("secret2", 1, 2)], inbox=bob_change, unread=42)
+        await emitter.redis.publish(keys.live_channel(gw.gateway_id), orjson.dumps([entry]))
         await emitter.notification(alice, body("mine", 1, 1, "for alice"))
         await wait_until(lambda: bool(a.of(NEW_EVENT)), what="alice's control emit")
         await asyncio.sleep(0.1)  # the count after it, and anything else already on its way

@@ -4,6 +4,7 @@ and a fake clock."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -75,8 +76,11 @@ async def test_design_example_three_likes(aggregator: Aggregator, store: MemoryS
     assert note["count"] == 3
     assert [a["name"] for a in note["actors"]] == ["Mike", "Sarah", "John"]
     assert note["read"] is False
-    versions = [e.payload["version"] for _, e in store.outbox if e.channel == "IN_APP"]
-    assert versions == [1, 2, 3]
+    # Every version pushed live to the user's gateways with its commit, in order; IN_APP needs no outbox.
+    assert [n["version"] for n in live_notes(store)] == [1, 2, 3]
+    assert [(e["from"], e["to"]) for e in store.live] == [(0, 2), (2, 4), (4, 6)]
+    assert [e["unread"] for e in store.live] == [1, 1, 1]
+    assert store.outbox == []
 
 
 async def test_one_batch_coalesces_into_one_change(aggregator: Aggregator, store: MemoryStore) -> None:
@@ -87,7 +91,7 @@ async def test_one_batch_coalesces_into_one_change(aggregator: Aggregator, store
     (note,) = store.snapshot_of("user123")
     assert (note["version"], note["count"], note["text"]) == (6, 6, "A0 and 5 others liked your post")
     assert len(note["actors"]) == DEFAULT_RULES["POST_LIKED"].actors_shown
-    assert [e.delivery_id for _, e in store.outbox] == [f"{note['id']}:6:IN_APP"]
+    assert [(n["id"], n["version"]) for n in live_notes(store)] == [(note["id"], 6)]
 
 
 async def test_like_after_window_opens_new_notification(aggregator: Aggregator, store: MemoryStore) -> None:
@@ -136,7 +140,7 @@ async def test_same_actor_counts_once(aggregator: Aggregator, store: MemoryStore
     await aggregator.apply([make_event(actor="u42", at=timedelta(minutes=1))])
     (note,) = store.snapshot_of("user123")
     assert (note["count"], note["version"], note["text"]) == (1, 1, "John liked your post")
-    assert len(store.outbox) == 1
+    assert len(live_notes(store)) == 1
 
 
 async def test_type_without_rule_is_not_aggregated(aggregator: Aggregator, store: MemoryStore) -> None:
@@ -172,12 +176,12 @@ async def test_redelivery_changes_nothing(aggregator: Aggregator, store: MemoryS
     events = [make_event(actor=f"a{i}", at=timedelta(seconds=i)) for i in range(3)]
     await aggregator.apply(events)
     before = store.snapshot_of("user123")
-    outbox_before = len(store.outbox)
+    pushed_before = len(live_notes(store))
     report = await aggregator.apply(events)
     assert report.duplicates == 3
     assert report.applied == 0
     assert store.snapshot_of("user123") == before
-    assert len(store.outbox) == outbox_before
+    assert len(live_notes(store)) == pushed_before
 
 
 async def test_group_expires_by_clock(aggregator: Aggregator, store: MemoryStore, clock: FakeClock) -> None:
@@ -189,8 +193,20 @@ async def test_group_expires_by_clock(aggregator: Aggregator, store: MemoryStore
 
 async def test_channels_without_delivery_pool_get_no_outbox_entry(aggregator: Aggregator, store: MemoryStore) -> None:
     report = await aggregator.apply([make_event(channels=("IN_APP", "EMAIL", "PUSH"))])
-    assert sorted(e.channel for _, e in store.outbox) == ["IN_APP", "PUSH"]
+    # IN_APP goes live, PUSH (which has a pool here) to the outbox, EMAIL (no pool) is counted.
+    assert sorted(e.channel for _, e in store.outbox) == ["PUSH"]
+    assert len(live_notes(store)) == 1
     assert report.channels_without_provider == 1
+
+
+async def test_in_app_off_pushes_nothing_live(aggregator: Aggregator, store: MemoryStore) -> None:
+    await aggregator.apply([make_event(channels=("PUSH",))])
+    assert live_notes(store) == []
+    assert [e.channel for _, e in store.outbox] == ["PUSH"]
+
+
+def live_notes(store: MemoryStore) -> list[dict[str, Any]]:
+    return [note for entry in store.live for note in entry["notes"]]
 
 
 async def test_mark_read_and_update_makes_unread_again(aggregator: Aggregator, store: MemoryStore) -> None:

@@ -187,10 +187,10 @@ async def test_read_and_delete_by_application_id_reach_the_group(aggregator: Agg
         app_events.prisma_created("u1", actor="mike", entity_id="p2", notification_id="a3"),
     )
     group = next(n for n in store.snapshot_of("u1") if n["count"] == 2)
-    store.outbox.clear()
+    store.live.clear()
     await apply(aggregator, app_events.read("u1", "a2"))  # sarah's like, folded into john's group
     assert await store.unread_count("u1") == 1
-    (change,) = [e.payload for _, e in store.outbox]
+    (change,) = [e["inbox"] for e in store.live]
     assert change == {"kind": INBOX_CHANGE, "read": [group["id"]], "deleted": [], "all": False, "before": None}
     await apply(aggregator, app_events.deleted("u1", "a1"))
     assert [n["target"]["id"] for n in store.snapshot_of("u1")] == ["p2"]

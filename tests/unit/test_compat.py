@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from herald.channels.in_app import INBOX_EVENT
 from herald.gateway import compat, protocol
 from herald.gateway.counts import CountRefresher
 from herald.gateway.fanout import Fanout
 from herald.gateway.limits import ClientSession, TokenBucket
 from herald.gateway.translate import Translation, count_event, inbox_change, translate
+from herald.live import INBOX_EVENT
 
 
 def single(**fields: Any) -> dict[str, Any]:
