@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herald.config import Settings
-from herald.live import INBOX_EVENT
+from herald.live import INBOX_EVENT, PRESENCE_TTL_MS
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class GatewayLimits:
     # Unread counts read from the store are coalesced per user over this window: a burst of notifications to
     # compat clients costs a few reads, not one each.
     count_coalesce_s: float = 0.05
+    # How long the gateway's claim on a user (presence) lives without a refresh; refreshed at a third of it.
+    presence_ttl_ms: int = PRESENCE_TTL_MS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayLimits:

@@ -110,6 +110,7 @@ class Gateway:
         # user -> the sequence number of the last commit this gateway heard of (or read back) for the user.
         self._heard_seq: dict[str, int] = {}
         self._filling: dict[str, asyncio.Task[None]] = {}
+        self._gap_since: dict[str, int] = {}  # user -> read the inbox after this sequence number
         self._latencies_ms: deque[float] = deque(maxlen=2048)  # sampled event time -> sent live
         self._samples_offered = 0
         self.counters = GatewayCounters()
@@ -118,7 +119,9 @@ class Gateway:
         self._redis = aioredis.Redis.from_url(
             settings.redis_url, health_check_interval=10, client_name=f"herald-gateway-{self.gateway_id}"
         )
-        self._presence = Presence(self._redis, self.gateway_id, on_lapsed=self._fill_gap_soon)
+        self._presence = Presence(
+            self._redis, self.gateway_id, on_lapsed=self._fill_gap_soon, ttl_ms=self.limits.presence_ttl_ms
+        )
         self._live = LiveSubscription(
             self._redis,
             self.gateway_id,
@@ -330,7 +333,7 @@ class Gateway:
                 if heard is not None and entry.from_seq is not None and entry.from_seq > heard:
                     # A commit in between never reached this gateway (its presence had lapsed, a message was
                     # lost): read it back from the inbox. Versions sent twice are dropped per connection.
-                    self._fill_gap_soon(entry.user_id)
+                    self._fill_gap_soon(entry.user_id, since=heard)
                 if entry.to_seq is not None and (heard is None or entry.to_seq > heard):
                     self._heard_seq[entry.user_id] = entry.to_seq
             await self._push_entry(entry, list(sids))
@@ -350,34 +353,44 @@ class Gateway:
         for out_event, out, recipients in self._fanout.route(event, payload, sids, count_follows=count_follows):
             await self.sio.emit(out_event, out, to=recipients)
 
-    def _fill_gap_soon(self, user_id: str) -> None:
-        if user_id in self._filling or user_id not in self._user_sids:
+    def _fill_gap_soon(self, user_id: str, since: int | None = None) -> None:
+        """Read what `user_id` missed after sequence number `since` (default: the last one heard) from the
+        inbox and push it to the user's connections; gaps found while a read runs are read after it."""
+        if user_id not in self._user_sids:
             return
-        task = asyncio.create_task(self._fill_gap(user_id), name=f"herald-gap-{user_id}")
+        since = self._heard_seq.get(user_id, 0) if since is None else since
+        self._gap_since[user_id] = min(since, self._gap_since.get(user_id, since))
+        if user_id in self._filling:
+            return
+        task = asyncio.create_task(self._fill_gaps(user_id), name=f"herald-gap-{user_id}")
         self._filling[user_id] = task
         task.add_done_callback(lambda _t: self._filling.pop(user_id, None))
 
-    async def _fill_gap(self, user_id: str) -> None:
-        self.counters.gaps_filled += 1
-        since = self._heard_seq.get(user_id, 0)
+    async def _fill_gaps(self, user_id: str) -> None:
         try:
-            for _page in range(MAX_REPLAY_PAGES):
-                items = await self._store.notifications_after(user_id, since, self.limits.replay_page_size)
-                sids = list(self._user_sids.get(user_id, ()))
-                if not items or not sids:
-                    break
-                for body in items:
-                    await self._deliver(live.NOTIFICATION_EVENT, body, sids, count_follows=True)
-                since = max(since, *(int(body["cursor"]) for body in items))
-            sids = list(self._user_sids.get(user_id, ()))
-            if sids:
-                unread = await self._store.unread_count(user_id)
-                await self._deliver(protocol.UNREAD_EVENT, {"unread": unread}, sids)
+            while (since := self._gap_since.pop(user_id, None)) is not None:
+                self.counters.gaps_filled += 1
+                await self._fill_gap(user_id, since)
         except (HeraldError, RedisError, OSError) as exc:
+            self._gap_since.pop(user_id, None)
             self.counters.store_errors += 1
             log.warning("filling the live gap of %s failed (%s); disconnecting it so it replays", user_id, exc)
             for sid in list(self._user_sids.get(user_id, ())):
                 await self.sio.disconnect(sid)
+
+    async def _fill_gap(self, user_id: str, since: int) -> None:
+        for _page in range(MAX_REPLAY_PAGES):
+            items = await self._store.notifications_after(user_id, since, self.limits.replay_page_size)
+            sids = list(self._user_sids.get(user_id, ()))
+            if not items or not sids:
+                break
+            for body in items:
+                await self._deliver(live.NOTIFICATION_EVENT, body, sids, count_follows=True)
+            since = max(since, *(int(body["cursor"]) for body in items))
+        sids = list(self._user_sids.get(user_id, ()))
+        if sids:
+            unread = await self._store.unread_count(user_id)
+            await self._deliver(protocol.UNREAD_EVENT, {"unread": unread}, sids)
 
     def _malformed_live(self, reason: str) -> None:
         self.counters.malformed_live += 1

@@ -91,7 +91,7 @@ def run_burst(settings: Settings, *, likes: int, seconds: float, devices: int) -
                 "applied": sum(int(a.get("applied", 0)) for a in status["aggregators"]),
                 "aggregator_calls": sum(int(a.get("batches", 0)) for a in status["aggregators"]),
                 "notifications_changed": sum(int(a.get("notifications_changed", 0)) for a in status["aggregators"]),
-                "delivered": sum(int(d.get("delivered", 0)) for d in status["delivery"]),
+                "live_sent": sum(int(g["counters"].get("live_notifications", 0)) for g in status["gateways"]),
                 "gateway_dropped_stale": sum(int(g.get("dropped_stale", 0)) for g in status["gateways"]),
             }
         finally:

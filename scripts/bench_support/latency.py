@@ -19,6 +19,7 @@ import ray
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from herald import keys, live
 from herald.config import Settings
 from herald.kafka import close_client, start_bounded
 from pipeline import Pipeline
@@ -64,10 +65,10 @@ async def kafka_tap(settings: Settings, topic: str, out: list[float], stop: asyn
 
 
 async def emit_tap(settings: Settings, out: list[float], stop: asyncio.Event) -> None:
-    """Produce -> emitted on the Socket.IO manager's Redis channel (what the delivery actors publish)."""
+    """Produce -> published to a gateway's live channel by the commit (herald/live.py)."""
     client = aioredis.Redis.from_url(settings.redis_url)
     pubsub = client.pubsub()
-    await pubsub.subscribe("socketio")
+    await pubsub.psubscribe(keys.live_channel("*"))
     try:
         while not stop.is_set():
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
@@ -75,15 +76,14 @@ async def emit_tap(settings: Settings, out: list[float], stop: asyncio.Event) ->
                 continue
             now_ns = time.time_ns()
             try:
-                data = orjson.loads(message["data"])
-            except orjson.JSONDecodeError:
+                entries = live.parse_message(message["data"])
+            except live.MalformedLiveMessage:
                 continue
-            if isinstance(data, dict) and data.get("event") == "notification":
-                # python-socketio 5 publishes the emit's arguments as a list.
-                args = data.get("data")
-                sent = _sent_ns(args[0] if isinstance(args, list) and args else args)
-                if sent is not None:
-                    out.append((now_ns - sent) / 1e6)
+            for entry in entries:
+                for note in entry.notes:
+                    sent = _sent_ns(note)
+                    if sent is not None:
+                        out.append((now_ns - sent) / 1e6)
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()

@@ -1,0 +1,173 @@
+"""The commit script's live path on real Redis: what it publishes, to whom, atomically with the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from herald import keys
+from herald.applier import Aggregator
+from herald.config import Settings
+from herald.events import decode_event
+from herald.live import LiveEntry, parse_message
+from herald.store import UserChange
+from herald.store_redis import RedisStore
+from tests.support import app_events
+from tests.support.events import make_event
+
+pytestmark = pytest.mark.integration
+
+NOW_MS = 1_800_000_000_000
+WAIT_S = 10.0
+
+
+class Tap:
+    """Subscribes to the live channels of some gateway ids and collects what arrives on each."""
+
+    def __init__(self, client: aioredis.Redis, gateways: list[str]) -> None:
+        self._pubsub = client.pubsub()
+        self._gateways = gateways
+        self.messages: dict[str, list[list[LiveEntry]]] = {g: [] for g in gateways}
+
+    async def __aenter__(self) -> Tap:
+        await self._pubsub.subscribe(*(keys.live_channel(g) for g in self._gateways))
+        confirmed = 0
+        while confirmed < len(self._gateways):
+            message = await self._pubsub.get_message(timeout=WAIT_S)
+            if message is not None and message["type"] == "subscribe":
+                confirmed += 1
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def collect(self, messages: int) -> None:
+        """Read until `messages` messages arrived in all, or fail after WAIT_S."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        while sum(len(m) for m in self.messages.values()) < messages:
+            if loop.time() > deadline:
+                raise AssertionError(f"expected {messages} live messages, got {self.messages}")
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message is not None:
+                gateway = message["channel"].decode().removeprefix(keys.live_channel(""))
+                self.messages[gateway].append(parse_message(message["data"]))
+
+    async def nothing_more(self) -> None:
+        """A PING through the same connection comes back after anything published before it: nothing else is
+        on its way once the PONG is here."""
+        await self._pubsub.ping()
+        while True:
+            message = await self._pubsub.get_message(timeout=WAIT_S)
+            assert message is not None, "no PONG"
+            if message["type"] == "pong":
+                return
+            assert message["type"] != "message", f"unexpected live message {message}"
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def aggregator(settings: Settings) -> AsyncIterator[Aggregator]:
+    store = RedisStore.from_url(settings.redis_url)
+    yield Aggregator(store, clock_ms=lambda: NOW_MS)
+    await store.close()
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def present(client: aioredis.Redis, user: str, **claims: int) -> None:
+    await client.hset(keys.presence_key(user), mapping={g: str(expiry) for g, expiry in claims.items()})
+
+
+async def test_a_commit_publishes_to_the_gateways_holding_the_user_only(
+    redis_client: aioredis.Redis, aggregator: Aggregator
+) -> None:
+    here, gone, elsewhere = uid("gw-here"), uid("gw-gone"), uid("gw-else")
+    user, other = uid("u"), uid("u")
+    await present(redis_client, user, **{here: NOW_MS + 60_000, gone: NOW_MS - 1})
+    await present(redis_client, other, **{elsewhere: NOW_MS + 60_000})
+    async with Tap(redis_client, [here, gone, elsewhere]) as tap:
+        report = await aggregator.apply(
+            [make_event(user=user, actor="a1", actor_name="Ann"), make_event(user=uid("nobody"), actor="a2")]
+        )
+        assert report.applied == 2
+        await tap.collect(1)
+        await tap.nothing_more()
+    [[entry]] = tap.messages[here]
+    assert tap.messages[gone] == tap.messages[elsewhere] == []
+    [stored] = await aggregator._store.notifications_after(user, 0, 10)
+    assert entry.user_id == user
+    assert (entry.from_seq, entry.to_seq, entry.unread) == (0, stored["cursor"] + 1, 1)
+    assert [n["id"] for n in entry.notes] == [stored["id"]]
+    assert entry.notes[0]["text"] == "Ann liked your post"
+    # The lapsed claim is forgotten by the commit that found it.
+    assert await redis_client.hkeys(keys.presence_key(user)) == [here.encode()]
+
+
+async def test_one_message_per_gateway_per_call_and_the_sequence_chains(
+    redis_client: aioredis.Redis, aggregator: Aggregator
+) -> None:
+    gateway = uid("gw")
+    users = [uid("u") for _ in range(3)]
+    for user in users:
+        await present(redis_client, user, **{gateway: NOW_MS + 60_000})
+    async with Tap(redis_client, [gateway]) as tap:
+        await aggregator.apply([make_event(user=u, actor="a1") for u in users])
+        await aggregator.apply([make_event(user=users[0], actor="a2", target="p2")])
+        await tap.collect(2)
+        await tap.nothing_more()
+    first, second = tap.messages[gateway]
+    assert sorted(e.user_id for e in first) == sorted(users)
+    [again] = second
+    before = next(e for e in first if e.user_id == users[0])
+    assert again.from_seq == before.to_seq, "each commit starts where the previous one ended"
+    assert again.unread == 2
+
+
+async def test_reads_from_kafka_are_published_with_the_new_count(
+    redis_client: aioredis.Redis, aggregator: Aggregator
+) -> None:
+    gateway, user = uid("gw"), uid("u")
+    await present(redis_client, user, **{gateway: NOW_MS + 60_000})
+    await aggregator.apply([make_event(user=user, actor="a1"), make_event(user=user, actor="a2", target="p2")])
+    [first, _second] = await aggregator._store.notifications_after(user, 0, 10)
+    async with Tap(redis_client, [gateway]) as tap:
+        read = decode_event(orjson.dumps(app_events.read(user, first["id"])), fallback_event_id=uid("kafka"))
+        await aggregator.apply([read])
+        await tap.collect(1)
+    [[entry]] = tap.messages[gateway]
+    assert entry.notes == ()
+    assert entry.unread == 1
+    inbox: dict[str, Any] = entry.inbox or {}
+    assert inbox["read"] == [first["id"]]
+    assert inbox["deleted"] == []
+
+
+async def test_a_refused_commit_publishes_nothing(redis_client: aioredis.Redis, settings: Settings) -> None:
+    gateway, user = uid("gw"), uid("u")
+    await present(redis_client, user, **{gateway: NOW_MS + 60_000})
+    store = RedisStore.from_url(settings.redis_url)
+    try:
+        stale = Aggregator(store, clock_ms=lambda: NOW_MS)
+        await stale.apply([make_event(user=user, actor="a1")])
+        # Another writer moved the sequence behind this one's back: a commit from the old snapshot is refused.
+        async with Tap(redis_client, [gateway]) as tap:
+            change = UserChange(user_id=user, expected_seq=0, new_seq=5, seen_event_ids=["x"], live_ids=[])
+            assert await store.commit([change], now_ms=NOW_MS) == [False]
+            await tap.nothing_more()
+    finally:
+        await store.close()
