@@ -61,10 +61,16 @@ def summarize(status: dict[str, list[dict[str, Any]]]) -> str:
         f"dead_lettered={sum(r.get('dead_lettered', 0) for r in readers)} "
         f"duplicates={sum(r.get('duplicates', 0) for r in readers)} "
         f"delivered={sum(d.get('delivered', 0) for d in delivery)} "
+        f"live_sent={live_sent(status)} "
         f"channels_without_provider={sum(a.get('channels_without_provider', 0) for a in aggregators)} "
         f"gateways={len(status.get('gateways', []))} "
         f"unhealthy={unhealthy or 'none'}"
     )
+
+
+def live_sent(status: dict[str, list[dict[str, Any]]]) -> int:
+    """IN_APP notification versions the gateways pushed to connected users."""
+    return sum(int((g.get("counters") or {}).get("live_notifications", 0)) for g in status.get("gateways", []))
 
 
 def connect_ray(settings: Settings) -> None:

@@ -61,6 +61,7 @@ class DemoCounters:
     def footer(self, elapsed_s: float) -> Table:
         readers = self.status.get("readers", [])
         delivery = self.status.get("delivery", [])
+        gateways = self.status.get("gateways", [])
         table = Table.grid(padding=(0, 3))
         table.add_row(
             f"[bold]{elapsed_s:5.0f}s[/bold]",
@@ -68,6 +69,7 @@ class DemoCounters:
             f"read {sum(r.get('events', 0) for r in readers)}",
             f"lag {sum(sum(r.get('lag', {}).values()) for r in readers)}",
             f"dead-lettered {sum(r.get('dead_lettered', 0) for r in readers)}",
+            f"pushed live {sum(int(g.get('counters', {}).get('live_notifications', 0)) for g in gateways)}",
             f"delivered {sum(d.get('delivered', 0) for d in delivery)}",
             "[dim]Ctrl-C stops[/dim]",
         )
@@ -77,7 +79,7 @@ class DemoCounters:
 def run_demo(settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int) -> None:
     import pipeline  # noqa: PLC0415 - Ray is imported only when the demo runs
 
-    console.print("[bold]starting Herald[/bold]: Ray, topics, readers, aggregators, delivery, gateway…")
+    console.print("[bold]starting Herald[/bold]: Ray, topics, readers, aggregators, gateway…")
     running = pipeline.Pipeline(settings, name="demo").start()
     supervisor = running.supervise_in_background()
     try:
