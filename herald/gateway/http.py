@@ -1,9 +1,10 @@
-"""The plain HTTP side of the gateway: the browser inbox page and its assets from herald/static, and /healthz.
-Only files that exist under the static directory are served, by exact path; everything else is a 404."""
+"""The plain HTTP side of the gateway that python-socketio does not serve: /healthz, and 404 for the rest.
+
+The browser inbox page and its assets are python-socketio's `static_files` (see `static_files()`), so
+only files under herald/static are served, and paths that climb out of it are refused by engine.io."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -15,29 +16,21 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 VENDOR_CLIENT = "vendor/socket.io.min.js"
-_CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-}
+
+
+def static_files(static_dir: Path = STATIC_DIR) -> dict[str, Any]:
+    """python-socketio's static file rules: `/` is the inbox page, `/static/...` its assets."""
+    index = static_dir / "index.html"
+    return {
+        "/": {"filename": str(index), "content_type": "text/html; charset=utf-8"},
+        "/index.html": {"filename": str(index), "content_type": "text/html; charset=utf-8"},
+        "/static": str(static_dir),
+    }
 
 
 class HttpApp:
-    def __init__(self, health: Callable[[], dict[str, Any]], static_dir: Path = STATIC_DIR) -> None:
+    def __init__(self, health: Callable[[], dict[str, Any]]) -> None:
         self._health = health
-        self._static_dir = static_dir.resolve()
-
-    def _file_for(self, path: str) -> Path | None:
-        relative = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/")
-        if relative == path or not relative:
-            return None
-        candidate = (self._static_dir / relative).resolve()
-        if not candidate.is_relative_to(self._static_dir) or candidate.suffix not in _CONTENT_TYPES:
-            return None
-        return candidate if candidate.is_file() else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -54,12 +47,7 @@ class HttpApp:
             status = 200 if health.get("ok") else 503
             await _respond(send, status, json.dumps(health).encode(), "application/json")
             return
-        file = self._file_for(path)
-        if file is None:
-            await _respond(send, 404, b"not found\n", "text/plain")
-            return
-        body = await asyncio.to_thread(file.read_bytes)
-        await _respond(send, 200, body, _CONTENT_TYPES[file.suffix])
+        await _respond(send, 404, b"not found\n", "text/plain")
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:

@@ -42,7 +42,7 @@ from herald.gateway import protocol
 from herald.gateway.analytics import AnalyticsPublisher
 from herald.gateway.client_events import ClientEvents
 from herald.gateway.fanout import Fanout
-from herald.gateway.http import STATIC_DIR, HttpApp
+from herald.gateway.http import STATIC_DIR, HttpApp, static_files
 from herald.gateway.limits import ClientSession, GatewayLimits, TokenBucket
 from herald.gateway.presence import LiveSubscription, Presence, wall_clock_ms
 from herald.gateway.translate import translate
@@ -148,8 +148,8 @@ class Gateway:
         self._events = ClientEvents(
             store, self.limits, self.analytics, announce=self._announce, send_count=self._fanout.send_count
         )
-        self._http = HttpApp(self.health, static_dir)
-        self.asgi_app = socketio.ASGIApp(self.sio, other_asgi_app=self._http)
+        self._http = HttpApp(self.health)
+        self.asgi_app = socketio.ASGIApp(self.sio, other_asgi_app=self._http, static_files=static_files(static_dir))
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._register()
