@@ -262,9 +262,7 @@ class KafkaBroker(Service):
         ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
         if done.returncode != 0:
-            raise StackError(
-                f"formatting Kafka storage in {self.data_dir} failed:\n{done.stdout}{done.stderr}"
-            )
+            raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{done.stdout}{done.stderr}")
 
     def _launch(self) -> int:
         self.ensure_jars()
