@@ -91,14 +91,21 @@ class ActorHealth(TypedDict, total=False):
 Priority = Literal["LOW", "NORMAL", "HIGH", "URGENT", "CRITICAL"]
 
 
+# Field docstrings become the schema's descriptions (use_attribute_docstrings), for clients in other languages.
+_SCHEMA_CONFIG = ConfigDict(use_attribute_docstrings=True)
+
+
+@with_config(_SCHEMA_CONFIG)
 class NotificationActor(TypedDict):
     """Someone who acted, as clients show them."""
 
     id: str
-    name: str  # "Someone" until the user directory knows a name
+    name: str
+    """Display name; "Someone" until the user directory knows one."""
     avatarUrl: NotRequired[str]
 
 
+@with_config(_SCHEMA_CONFIG)
 class NotificationTarget(TypedDict):
     """What the notification is about (a post, a comment, ...)."""
 
@@ -108,7 +115,7 @@ class NotificationTarget(TypedDict):
 
 
 # Unknown keys are allowed in the schema: clients must ignore fields a later Herald adds.
-@with_config(ConfigDict(extra="allow"))
+@with_config(ConfigDict(extra="allow", use_attribute_docstrings=True))
 class InboxNotification(TypedDict):
     """One notification as the inbox stores it and clients receive it (herald.aggregation.render_group and
     render_single, completed by herald.applier with the store fields).
@@ -119,25 +126,38 @@ class InboxNotification(TypedDict):
     """
 
     id: str
-    version: int  # 1, 2, ... per id: a client shows the highest it has seen
-    cursor: int  # per-user sequence of the change: reconnects replay everything after it (`since`)
-    userId: str  # the recipient
-    type: str  # the notification type, e.g. POST_LIKED
-    text: str  # rendered, ready to show
-    actors: list[NotificationActor]  # most recent first, a few at most
-    count: int  # how many events the notification stands for
+    """Stable across versions: Herald's id of the group, or the application's own id."""
+    version: int
+    """1, 2, ... per id: show the highest seen."""
+    cursor: int
+    """Per-user sequence number of this change: a reconnect asks for everything after the highest one seen."""
+    userId: str
+    """The recipient."""
+    type: str
+    """The notification type, e.g. POST_LIKED."""
+    text: str
+    """Rendered, ready to show."""
+    actors: list[NotificationActor]
+    """Most recent first, a few at most."""
+    count: int
+    """How many events the notification stands for."""
     target: NotificationTarget | None
     priority: Priority
-    createdAt: str  # ISO 8601, UTC, milliseconds
+    createdAt: str
+    """ISO 8601, UTC, milliseconds."""
     updatedAt: str
+    """ISO 8601, UTC, milliseconds."""
     groupKey: NotRequired[str]
+    """Present on grouped notifications only."""
     title: NotRequired[str | None]
     message: NotRequired[str | None]
     data: NotRequired[dict[str, Any]]
+    """The event's own data (notifications that are not grouped)."""
     category: NotRequired[str]
     actionUrl: NotRequired[str]
     imageUrl: NotRequired[str]
-    read: NotRequired[bool]  # added when read back from the inbox; the stored body has no read flag
+    read: NotRequired[bool]
+    """Added when read back from the inbox; the stored body has no read flag."""
 
 
 _NOTIFICATION = TypeAdapter(InboxNotification)
