@@ -20,6 +20,7 @@ import ray
 
 from actors.factory import NAMESPACE, Aggregator, Delivery, Gateway, Reader, on_node, start_loop
 from herald.config import Settings, load_settings
+from herald.contracts import ActorHealth
 from herald.topics import ensure_topics
 
 log = logging.getLogger("herald.pipeline")
@@ -50,7 +51,12 @@ def plan_topology(settings: Settings, *, cpus: int, partitions: int) -> Topology
     )
 
 
-def summarize(status: dict[str, list[dict[str, Any]]]) -> str:
+def unreachable(label: str, error: str) -> ActorHealth:
+    """The health of an actor that did not answer: `label` names it by its place in the pipeline."""
+    return {"actor": label, "ok": False, "error": error}
+
+
+def summarize(status: dict[str, list[ActorHealth]]) -> str:
     """One log line of a status(): how much was read, applied, delivered and how far behind the readers are."""
     readers, delivery = status.get("readers", []), status.get("delivery", [])
     aggregators = status.get("aggregators", [])
@@ -68,7 +74,7 @@ def summarize(status: dict[str, list[dict[str, Any]]]) -> str:
     )
 
 
-def live_sent(status: dict[str, list[dict[str, Any]]]) -> int:
+def live_sent(status: dict[str, list[ActorHealth]]) -> int:
     """IN_APP notification versions the gateways pushed to connected users."""
     return sum(int((g.get("counters") or {}).get("live_notifications", 0)) for g in status.get("gateways", []))
 
@@ -90,9 +96,12 @@ def connect_ray(settings: Settings) -> None:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings | None = None, *, name: str | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, name: str | None = None, reader_actor: Any = None) -> None:
+        """`reader_actor`: the Ray actor class of the readers, `actors.factory.Reader` unless a harness (the
+        benchmark's gated reader) needs its own subclass of ReaderActor."""
         self.settings = settings or load_settings()
         self.name = name or f"herald-{uuid.uuid4().hex[:6]}"
+        self._reader_actor = Reader if reader_actor is None else reader_actor
         self.aggregators: list[Any] = []
         self.readers: list[Any] = []
         self.delivery: list[Any] = []
@@ -170,7 +179,9 @@ class Pipeline:
         )
         while len(self.readers) < wanted.readers:
             i = len(self.readers)
-            reader = Reader.options(name=f"{self._prefix}-reader-{i}").remote(self.settings, i, self.aggregators)
+            reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}").remote(
+                self.settings, i, self.aggregators
+            )
             self.readers.append(reader)
             self._loops[start_loop(reader)] = ("reader", reader)
         while len(self.delivery) < wanted.delivery_actors * len(DELIVERY_CHANNELS):
@@ -207,21 +218,35 @@ class Pipeline:
         """Supervise from a thread (tests, the demo); stop() it before draining."""
         return BackgroundSupervisor(self, interval_s)
 
-    def status(self, timeout_s: float = 10.0) -> dict[str, list[dict[str, Any]]]:
+    def status(self, timeout_s: float = 10.0) -> dict[str, list[ActorHealth]]:
+        """Every actor's health, asked of all actors at once under one deadline of `timeout_s`.
+
+        An actor that is dead, restarting or does not answer in time shows as unreachable (`ok` False, `error`
+        says why); one such actor delays the answer by at most `timeout_s` in all, never once per actor.
+        """
         groups = {
             "readers": self.readers,
             "aggregators": self.aggregators,
             "delivery": self.delivery,
             "gateways": list(self.gateways.values()),
         }
-        result: dict[str, list[dict[str, Any]]] = {}
-        for group, actors in groups.items():
-            result[group] = []
-            for actor in actors:
-                try:
-                    result[group].append(ray.get(actor.health.remote(), timeout=timeout_s))
-                except Exception as exc:  # noqa: BLE001 - a status call reports, it does not fail
-                    result[group].append({"ok": False, "error": str(exc)})
+        asked = [
+            (group, f"{group}[{i}]", actor.health.remote())
+            for group, actors in groups.items()
+            for i, actor in enumerate(actors)
+        ]
+        refs = [ref for _, _, ref in asked]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
+        answered = set(ready)
+        result: dict[str, list[ActorHealth]] = {group: [] for group in groups}
+        for group, label, ref in asked:
+            if ref not in answered:
+                result[group].append(unreachable(label, f"no answer within {timeout_s:g}s"))
+                continue
+            try:
+                result[group].append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a status call reports, it does not fail
+                result[group].append(unreachable(label, f"{type(exc).__name__}: {exc}"))
         return result
 
     def request_stop(self, *_: Any) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from herald.applier import Aggregator, ApplyReport, PreparedEvent
 from herald.config import Settings
+from herald.contracts import ActorHealth, ApplyResult
 from herald.directory import RedisUserDirectory
 from herald.store_redis import RedisStore
 
@@ -37,7 +37,7 @@ class AggregatorActor:
         self._totals = ApplyReport()
         self._batches = 0
 
-    async def apply(self, events: list[PreparedEvent]) -> dict[str, Any]:
+    async def apply(self, events: list[PreparedEvent]) -> ApplyResult:
         """Apply one batch; returns counters and the (wire id, reason) of events the domain rejected."""
         report = await self._aggregator.apply_prepared(events)
         self._batches += 1
@@ -52,7 +52,7 @@ class AggregatorActor:
             "rejected": rejected,
         }
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> ActorHealth:
         return {
             "actor": f"aggregator-{self._index}",
             "ok": True,

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from actors.loops import OwnedLoop
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome, RetryPolicy
 from herald.config import Settings
+from herald.dlq import delivery_stage, dlq_headers
 from herald.outbox import OutboxWorker
 from herald.producer import OutgoingRecord, RecordSender
 from herald.topics import DELIVERY_TOPIC, DLQ_TOPIC
@@ -74,10 +75,7 @@ class DeliveryActor:
             receipt = outcome.receipt()
             receipts.append(OutgoingRecord(key, orjson.dumps(receipt), RECEIPT_HEADERS, None))
             if not outcome.delivered:
-                headers = [
-                    ("herald-dlq-reason", (outcome.error or "delivery failed").encode()[:4000]),
-                    ("herald-dlq-stage", f"delivery:{self._channel}".encode()),
-                ]
+                headers = dlq_headers(reason=outcome.error or "delivery failed", stage=delivery_stage(self._channel))
                 value = orjson.dumps({"receipt": receipt, "payload": job.payload})
                 dead.append(OutgoingRecord(key, value, headers, None))
         await self._receipts.send(receipts)

@@ -1,4 +1,5 @@
-"""ReaderActor: one aiokafka consumer of the group `herald-readers`, a thin shell around herald.checkpoint.
+"""ReaderActor: one aiokafka consumer of settings.events_topic in the group settings.reader_group, a thin shell
+around herald.checkpoint.
 
 The actor owns the consumer, the poll loop, the rebalance listener and the DLQ producer; the ordering of batches
 per aggregator, retries, dead-lettering after repeated errors and which offsets are committable live in
@@ -8,7 +9,6 @@ reader drains, so a commit round trip never sits on the path of an event.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -22,17 +22,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from actors.loops import OwnedLoop
 from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
-from herald.config import Settings
+from herald.config import DEFAULT_READER_GROUP, Settings
+from herald.contracts import ActorHealth, ApplyResult
 from herald.errors import HeraldError
 from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_producer, start_bounded
 from herald.prepared import PreparedEvent
 from herald.routing import KafkaRecord, Rejected, dlq_headers, route
-from herald.topics import DLQ_TOPIC, EVENTS_TOPIC
+from herald.topics import DLQ_TOPIC
 
 log = logging.getLogger(__name__)
 
-READER_GROUP = "herald-readers"
+READER_GROUP = DEFAULT_READER_GROUP  # the default of settings.reader_group
 APPLY_RETRY_MAX_DELAY_S = 5.0
 APPLICATION_RETRIES = 3
 COMMIT_INTERVAL_S = 0.2
@@ -83,8 +84,8 @@ class ReaderActor:
     def name(self) -> str:
         return f"reader-{self._index}"
 
-    async def run(self, topic: str = EVENTS_TOPIC) -> None:
-        """The poll loop (runs in its own concurrency group); returns after drain()."""
+    async def run(self) -> None:
+        """The poll loop over settings.events_topic (runs in its own concurrency group); returns after drain()."""
         self._owner.claim()
         self._stopping = False
         self._checkpoint = self._new_checkpoint()
@@ -92,7 +93,7 @@ class ReaderActor:
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=self._settings.reader_group or READER_GROUP,
+            group_id=self._settings.reader_group,
             client_id=f"herald-{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -101,7 +102,7 @@ class ReaderActor:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
         )
-        self._consumer.subscribe([topic], listener=_CommitOnRevoke(self))
+        self._consumer.subscribe([self._settings.events_topic], listener=_CommitOnRevoke(self))
         try:
             await start_bounded(self._consumer, self._settings, "reader consumer")
             await self._poll_loop(self._checkpoint)
@@ -150,10 +151,10 @@ class ReaderActor:
             await self._checkpoint.finish_inflight()
 
     async def _apply(self, actor_index: int, items: list[PreparedEvent]) -> ApplyOutcome:
-        result = await self._aggregators[actor_index].apply.remote(items)
+        result: ApplyResult = await self._aggregators[actor_index].apply.remote(items)
         return ApplyOutcome(
             duplicates=result["duplicates"],
-            self_skipped=result.get("self_skipped", 0),
+            self_skipped=result["self_skipped"],
             rejected=tuple((wire_id, reason) for wire_id, reason in result["rejected"]),
         )
 
@@ -188,10 +189,10 @@ class ReaderActor:
         if self._checkpoint is not None:
             self._checkpoint.stop()
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> ActorHealth:
         return await self._owner.run(self._health())
 
-    async def _health(self) -> dict[str, Any]:
+    async def _health(self) -> ActorHealth:
         lag: dict[str, int] = {}
         consumer = self._consumer
         if consumer is not None:
@@ -203,12 +204,21 @@ class ReaderActor:
                     continue
                 if highwater is not None:
                     lag[f"{tp.topic}:{tp.partition}"] = max(highwater - position, 0)
+        counters = self._counters
         return {
             "actor": self.name,
             "ok": consumer is not None and not self._stopping,
             "pid": os.getpid(),
             "partitions": self.assigned,
             "lag": lag,
-            **dataclasses.asdict(self._counters),
-            **self._commits,
+            "batches": counters.batches,
+            "events": counters.events,
+            "dead_lettered": counters.dead_lettered,
+            "duplicates": counters.duplicates,
+            "self_skipped": counters.self_skipped,
+            "apply_retries": counters.apply_retries,
+            "application_errors": counters.application_errors,
+            "dead_lettered_after_errors": counters.dead_lettered_after_errors,
+            "commits": self._commits["commits"],
+            "commit_failures": self._commits["commit_failures"],
         }

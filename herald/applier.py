@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from herald.aggregation import (
     DEFAULT_RULES,
@@ -27,6 +27,7 @@ from herald.aggregation import (
     window_accepts,
     with_names,
 )
+from herald.contracts import InboxNotification
 from herald.directory import UserDirectory, UserProfile
 from herald.errors import StoreError
 from herald.events import UNGROUPED_PRIORITIES, NotificationEvent
@@ -359,13 +360,17 @@ class Aggregator:
             change.groups[key] = (state, ttl_ms)
         for notification_id, rendered in fold.bodies.items():
             change.new_seq += 1
-            body = rendered | {
-                "userId": snapshot.user_id,
-                "cursor": change.new_seq,
-                "priority": fold.priorities[notification_id],
-                "createdAt": iso_ms(rendered["createdAt"]),
-                "updatedAt": iso_ms(rendered["updatedAt"]),
-            }
+            body = cast(
+                InboxNotification,
+                rendered
+                | {
+                    "userId": snapshot.user_id,
+                    "cursor": change.new_seq,
+                    "priority": fold.priorities[notification_id],
+                    "createdAt": iso_ms(rendered["createdAt"]),
+                    "updatedAt": iso_ms(rendered["updatedAt"]),
+                },
+            )
             change.notifications.append(body)
             if not fold.unread[notification_id]:
                 change.read_in_batch.append(notification_id)

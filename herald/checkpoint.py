@@ -8,10 +8,10 @@ become committable only after the whole batch, and every batch before it, is app
 
 Failures of the call are classified by the caller: transient ones (the aggregator is restarting, unreachable) are
 retried forever with a capped backoff, since applying is idempotent; an application error is retried a bounded
-number of times, then that part's events go to the dead-letter sink with the reason, so one bad batch does not
-stall an aggregator for every reader. Anything else (the dead-letter sink failing, transient failures while
-stopping) fails the checkpoint for good: no later offset becomes committable, and the owner restarts from the last
-commit.
+number of times, then that part's events go to the dead-letter sink with the reason (stage "apply", herald.dlq),
+so one bad batch does not stall an aggregator for every reader. Anything else (the dead-letter sink failing,
+transient failures while stopping) fails the checkpoint for good: no later offset becomes committable, and the
+owner restarts from the last commit.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from herald.dlq import STAGE_AGGREGATOR, STAGE_APPLY, STAGE_READER
 from herald.prepared import PreparedEvent
 from herald.routing import Rejected, RoutedBatch
 
 log = logging.getLogger(__name__)
-
-STAGE_READER = "reader"
-STAGE_AGGREGATOR = "aggregator"
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -258,7 +256,7 @@ class BatchCheckpoint:
         reason = f"aggregator-{actor_index} failed {attempts} times: {fault.reason}"
         log.error("%s: dead-lettering %d events: %s", self._name, len(items), reason)
         rejected = [_rejected(batch, item.wire_id or item.event_id, reason) for item in items]
-        await self._dead_letter(rejected, stage=STAGE_AGGREGATOR)
+        await self._dead_letter(rejected, stage=STAGE_APPLY)
         self.counters.dead_lettered_after_errors += len(rejected)
 
     async def _dead_letter(self, rejected: list[Rejected], *, stage: str) -> None:

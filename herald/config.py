@@ -22,6 +22,10 @@ from herald.errors import ConfigError
 DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "herald"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "herald"
 STACK_FILE_NAME = "stack.json"
+DEFAULT_EVENTS_TOPIC = "notification-events"
+DEFAULT_READER_GROUP = "herald-readers"
+# Kafka's own rule for topic names (legal characters, at most 249 of them).
+KAFKA_TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 
 
 def state_dir_from_env() -> Path:
@@ -100,11 +104,14 @@ class Settings(BaseSettings):
     connect_timeout_s: PositiveFloat = 10.0
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     producer_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
+    # The input topic: readers, `herald run`, the SDK's default, `herald publish` and `herald doctor` all read it
+    # from here, so a second pipeline (a benchmark, a staging copy) runs on its own topic without code changes.
+    events_topic: str = Field(default=DEFAULT_EVENTS_TOPIC, pattern=KAFKA_TOPIC_PATTERN)
     events_partitions: PositiveInt = 12
     topic_replication_factor: PositiveInt = 1  # 1 suits the one-broker local stack; use 3 on a real cluster
 
     # Pipeline shape; None means "derive from the cluster".
-    reader_group: str | None = None  # None: herald-readers
+    reader_group: str = Field(default=DEFAULT_READER_GROUP, min_length=1)
     readers: PositiveInt | None = None
     shards: PositiveInt = 64
     aggregators: PositiveInt | None = None
@@ -180,9 +187,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc
 
 

@@ -34,9 +34,16 @@ class StackError(HeraldError):
 
 
 class StoreError(HeraldError):
-    """Redis refused or lost a state change."""
+    """Redis refused or lost a state change.
 
-    retriable = True
+    Retriable by default (Redis unreachable, timed out, failing over). `retriable=False` marks a refusal that
+    would repeat on every try, such as a Lua script error or a key of the wrong type: the reader then
+    dead-letters the batch after a few tries instead of retrying it forever.
+    """
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class DeliveryError(HeraldError):

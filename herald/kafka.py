@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 # Room for the record batch framing, the key and the headers around a maximal (1 MiB) event.
 MAX_REQUEST_HEADROOM_BYTES = 64 * 1024
+# The one size bound of a Kafka request or stored record batch carrying a maximal event: the producers'
+# max.request.size, the topics' max.message.bytes and the local broker's message.max.bytes all use it, so a
+# record the SDK accepts is never refused further down.
+MAX_RECORD_BATCH_BYTES = MAX_EVENT_BYTES + MAX_REQUEST_HEADROOM_BYTES
 # Give up on stopping a client after this long: a stop that waits on a dead broker must not hang a shutdown.
 CLOSE_TIMEOUT_S = 5.0
 _RETRY_BACKOFF_MAX_S = 1.0
@@ -47,7 +51,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "acks": "all",
         "compression_type": settings.producer_compression,
         "linger_ms": settings.producer_linger_ms,
-        "max_request_size": MAX_EVENT_BYTES + MAX_REQUEST_HEADROOM_BYTES,
+        "max_request_size": MAX_RECORD_BATCH_BYTES,
         # Batches bigger than aiokafka's 16 KiB default cut per-request overhead at high rates; linger_ms
         # still bounds the latency of a lone event.
         "max_batch_size": 256 * 1024,

@@ -108,7 +108,7 @@ def parse_message(data: bytes | str) -> list[LiveEntry]:
 def encode_entry(
     user_id: str,
     *,
-    notes: Sequence[dict[str, Any]] = (),
+    notes: Sequence[Mapping[str, Any]] = (),
     inbox: dict[str, Any] | None = None,
     unread: int | None = None,
     from_seq: int | None = None,

@@ -32,7 +32,7 @@ from herald.events import (
 )
 from herald.kafka import close_client, make_producer, request_timeout_ms, start_bounded, unreachable
 from herald.loop_thread import LoopThread
-from herald.topics import EVENTS_TOPIC, TopicError
+from herald.topics import TopicError
 
 EventInput = NotificationEvent | Mapping[str, Any]
 Headers = list[tuple[str, bytes]]
@@ -359,12 +359,14 @@ class NotificationProducer:
         self,
         settings: Settings | None = None,
         *,
-        topic: str = EVENTS_TOPIC,
+        topic: str | None = None,
         clock: Callable[[], datetime] = _utc_now,
         **producer_overrides: Any,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self._builder = RecordBuilder(clock)
+        # No topic: the one the pipeline reads (settings.events_topic).
+        topic = self.settings.events_topic if topic is None else topic
         self._sender = RecordSender(self.settings, topic, **producer_overrides)
 
     @property
@@ -398,9 +400,9 @@ class NotificationProducer:
 class SyncNotificationProducer:
     """Blocking facade for code without an event loop: a NotificationProducer on a private loop thread."""
 
-    def __init__(self, settings: Settings | None = None, *, topic: str = EVENTS_TOPIC, **overrides: Any) -> None:
+    def __init__(self, settings: Settings | None = None, *, topic: str | None = None, **overrides: Any) -> None:
         self._settings = settings if settings is not None else load_settings()
-        self._topic = topic
+        self._topic = self._settings.events_topic if topic is None else topic
         self._overrides = overrides
         # aiokafka binds to the loop it is created on, so the producer lives on the loop thread.
         self._runner = LoopThread("SyncNotificationProducer", "herald-producer", self._create_and_start)

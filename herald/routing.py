@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from herald.dlq import SourceRecord
+from herald.dlq import dlq_headers as build_dlq_headers
 from herald.errors import InvalidEventError
 from herald.events import decode_event, derive_event_id
 from herald.keys import stable_hash
@@ -94,10 +96,6 @@ def route(records: Iterable[KafkaRecord], *, shards: int, actors: int) -> Routed
 
 
 def dlq_headers(rejected: Rejected, *, stage: str) -> list[tuple[str, bytes]]:
-    return [
-        ("herald-dlq-reason", rejected.reason.encode()[:4000]),
-        ("herald-dlq-stage", stage.encode()),
-        ("herald-source-topic", rejected.topic.encode()),
-        ("herald-source-partition", str(rejected.partition).encode()),
-        ("herald-source-offset", str(rejected.offset).encode()),
-    ]
+    """The DLQ headers of a rejected input record (herald.dlq builds them for every stage)."""
+    source = SourceRecord(rejected.topic, rejected.partition, rejected.offset)
+    return build_dlq_headers(reason=rejected.reason, stage=stage, source=source)

@@ -7,11 +7,12 @@ the original) is refused and folds again on fresh state instead of overwriting.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from herald.aggregation import GroupState
+from herald.contracts import InboxNotification
 
 # The `kind` of a payload that is not a notification but a change of the inbox (reads, deletes).
 INBOX_CHANGE = "inbox"
@@ -42,7 +43,7 @@ class OutboxEntry:
 
     channel: str
     delivery_id: str
-    payload: dict[str, Any]
+    payload: Mapping[str, Any]  # an InboxNotification, or an inbox change (`kind` INBOX_CHANGE)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class UserChange:
     new_seq: int
     seen_event_ids: list[str] = field(default_factory=list)
     groups: dict[str, tuple[GroupState, int]] = field(default_factory=dict)  # key -> (state, ttl_ms)
-    notifications: list[dict[str, Any]] = field(default_factory=list)  # bodies, each with its cursor
+    notifications: list[InboxNotification] = field(default_factory=list)  # bodies, each with its cursor
     read_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
     # Everything read ("") or everything created up to this ISO time; applied before this batch's new versions.

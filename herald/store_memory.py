@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herald.aggregation import GroupState
+from herald.contracts import InboxNotification
 from herald.live import encode_entry
 from herald.store import OutboxEntry, UserChange, UserQuery, UserSnapshot
 
@@ -16,7 +17,7 @@ class _User:
     seq: int = 0
     seen: set[str] = field(default_factory=set)
     groups: dict[str, tuple[GroupState, int]] = field(default_factory=dict)  # key -> (state, expires_at_ms)
-    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bodies: dict[str, InboxNotification] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)
     unread: set[str] = field(default_factory=set)
     aliases: dict[str, str] = field(default_factory=dict)
@@ -106,7 +107,9 @@ class MemoryStore:
         )
 
     def _view(self, user: _User, notification_id: str) -> dict[str, Any]:
-        return user.bodies[notification_id] | {"read": notification_id not in user.unread}
+        # The read side of the InboxStore protocol is still untyped dicts (as Redis returns them).
+        view: dict[str, Any] = {**user.bodies[notification_id], "read": notification_id not in user.unread}
+        return view
 
     async def notifications_after(self, user_id: str, cursor: int, limit: int) -> list[dict[str, Any]]:
         user = self._user(user_id)

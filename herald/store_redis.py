@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from herald import keys
 from herald.aggregation import GroupState
@@ -24,6 +24,17 @@ _COMMIT_SCRIPT = _SCRIPTS.joinpath("commit_users.lua").read_text()
 # Users per script call: big enough that per-call overhead vanishes, small enough that one call holds Redis for
 # only a few milliseconds. (On Redis Cluster, calls would have to be grouped per hash slot instead.)
 USERS_PER_CALL = 200
+
+
+# Error replies that say nothing about the request itself: the script cache was flushed, a replica is being
+# promoted, memory is full. Every other error reply (a script error, WRONGTYPE) would repeat on a retry.
+_TRANSIENT_REPLIES = (NoScriptError, ReadOnlyError, OutOfMemoryError)
+
+
+def store_error(what: str, exc: RedisError) -> StoreError:
+    """A StoreError for a failed Redis call, retriable unless Redis refused the request itself."""
+    refused = isinstance(exc, ResponseError) and not isinstance(exc, _TRANSIENT_REPLIES)
+    return StoreError(f"{what} failed: {exc}", retriable=not refused)
 
 
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -68,7 +79,7 @@ class RedisStore:
                     await self._load(keys=call_keys, args=[orjson.dumps(spec).decode()], client=pipe)
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"loading user state from Redis failed: {exc}") from exc
+            raise store_error("loading user state from Redis", exc) from exc
         snapshots = []
         for chunk, reply in zip(chunks, replies, strict=True):
             for query, (seq, scores, states, held_by) in zip(chunk, reply, strict=True):
@@ -160,7 +171,7 @@ class RedisStore:
                     await self._commit(keys=call_keys, args=[orjson.dumps(batch).decode(), *blobs], client=pipe)
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"committing to Redis failed: {exc}") from exc
+            raise store_error("committing to Redis", exc) from exc
         return [int(flag) == 1 for reply in replies for flag in reply]
 
     async def _views(self, user_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -14,11 +14,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
-from herald.config import Settings
+from herald.config import DEFAULT_EVENTS_TOPIC, Settings
 from herald.errors import BrokerUnavailableError, HeraldError
-from herald.kafka import close_client, make_admin, start_bounded, unreachable
+from herald.kafka import MAX_RECORD_BATCH_BYTES, close_client, make_admin, start_bounded, unreachable
 
-EVENTS_TOPIC: Final = "notification-events"
+# Only the default name: the input topic is `settings.events_topic`, which code must read instead.
+EVENTS_TOPIC: Final = DEFAULT_EVENTS_TOPIC
 DELIVERY_TOPIC: Final = "notification-delivery"
 ANALYTICS_TOPIC: Final = "notification-analytics"
 DLQ_TOPIC: Final = "notification-dlq"
@@ -27,9 +28,9 @@ PUSH_TOPIC: Final = "push-notifications"
 
 DEFAULT_PARTITIONS: Final = 3
 _DAY_MS: Final = 24 * 3600 * 1000
-# max.message.bytes limits a whole record batch, not one event: a maximal 1 MiB event needs room for the batch
-# framing, its key and headers. The DLQ carries original bytes plus a reason, so it needs the same.
-MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 64 * 1024
+# max.message.bytes limits a whole record batch, not one event (herald.kafka.MAX_RECORD_BATCH_BYTES). The DLQ
+# carries original bytes plus a reason, so it needs the same.
+MAX_MESSAGE_BYTES: Final = MAX_RECORD_BATCH_BYTES
 _ERROR_NONE: Final = 0
 _ERROR_TOPIC_ALREADY_EXISTS: Final = 36
 _ERROR_UNKNOWN_TOPIC: Final = 3
@@ -69,10 +70,10 @@ class TopicReport:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics of docs/architecture.md (Kafka topics); only the input topic's partition count comes from settings."""
+    """The topics of docs/architecture.md (Kafka topics); the input topic's name and partitions come from settings."""
     return [
         TopicSpec(
-            EVENTS_TOPIC,
+            settings.events_topic,
             settings.events_partitions,
             {"retention.ms": str(7 * _DAY_MS), "max.message.bytes": str(MAX_MESSAGE_BYTES)},
         ),

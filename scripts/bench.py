@@ -8,9 +8,9 @@ them and writes docs/benchmarks.md, raw JSON and charts under docs/bench/.
     .venv/bin/python scripts/bench.py report  (rewrite the page from the JSON already there)
     .venv/bin/python scripts/bench.py idle-connections [--max 5000 --step 500]
 
-Every run uses a private topic and consumer group (see bench_support/ray_reader.py), a fresh in-process Ray
-runtime that is drained and shut down at the end, and user ids unique to the run. --quick runs small sizes and
-writes to artifacts/bench-quick/ instead of docs/.
+Every run uses a private topic and consumer group, passed as settings (see bench_support/ray_reader.py), a fresh
+in-process Ray runtime that is drained and shut down at the end, and user ids unique to the run. --quick runs
+small sizes and writes to artifacts/bench-quick/ instead of docs/.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from herald.config import load_settings
 from herald.errors import HeraldError, InvalidEventError
 from herald.events import Channel, EventType, NotificationEvent, Priority
 from herald.producer import NotificationProducer, PublishResult, RecordBuilder
-from herald.topics import EVENTS_TOPIC
 
 console = Console(stderr=True)
 # Stop listing validation problems after this many: the first screenful is what anyone reads.
@@ -137,7 +136,9 @@ def publish(
         str | None,
         typer.Option("--file", "-f", help="JSON object, JSON array or JSON Lines file; `-` reads stdin."),
     ] = None,
-    topic: Annotated[str, typer.Option(help="Kafka topic.")] = EVENTS_TOPIC,
+    topic: Annotated[
+        str | None, typer.Option(help="Kafka topic; default: the events topic (HERALD_EVENTS_TOPIC).")
+    ] = None,
 ) -> None:
     """Publish notification events: one from options (--user ...), or many from --file (validated first)."""
     try:
@@ -164,6 +165,7 @@ def publish(
         else:
             raise InvalidEventError("give either --user (one event from options) or --file (many events)")
         events = validate_all(sourced, RecordBuilder())
+        topic = topic or load_settings().events_topic
         results = asyncio.run(_publish(events, topic))
     except HeraldError as exc:
         raise fail(exc) from exc

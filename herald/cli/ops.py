@@ -1,4 +1,4 @@
-"""Operator commands: `herald topics ensure|describe`, `herald doctor`, `herald schema`."""
+"""Operator commands: `herald topics ensure|describe`, `herald doctor`, `herald schema [--notification]`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from herald.config import load_settings
+from herald.contracts import notification_json_schema
 from herald.doctor import CheckResult, run_checks
 from herald.errors import HeraldError
 from herald.events import event_json_schema
@@ -102,10 +103,24 @@ def _doctor_table(results: list[CheckResult]) -> Table:
     return table
 
 
-def schema() -> None:
-    """Print the JSON Schema of notification events, for producers in other languages."""
+def schema_text(*, notification: bool = False) -> str:
+    """The JSON Schema `herald schema` prints; docs/schema/*.schema.json hold the same text (a unit test checks)."""
+    document = notification_json_schema() if notification else event_json_schema()
+    return json.dumps(document, indent=2) + "\n"
+
+
+def schema(
+    notification: Annotated[
+        bool,
+        typer.Option(
+            "--notification", help="The notification body clients receive (and the inbox stores), not the input event."
+        ),
+    ] = False,
+) -> None:
+    """Print the JSON Schema of notification events, for producers in other languages (or, with --notification,
+    of the notifications clients receive)."""
     # print(), not Rich: the output is meant to be piped into a file or another tool byte-for-byte.
-    print(json.dumps(event_json_schema(), indent=2))
+    print(schema_text(notification=notification), end="")
 
 
 def register(app: typer.Typer) -> None:

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from herald.errors import StackError
+from herald.kafka import MAX_RECORD_BATCH_BYTES
 from herald.stack import procs
 from herald.stack.service import Service
 
@@ -28,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "scripts" / "kafka-pom.xml"
 
 # 1 MiB topic payloads (docs/architecture.md, Kafka topics) plus record-batch overhead.
-MESSAGE_MAX_BYTES = 1024 * 1024 + 64 * 1024
+MESSAGE_MAX_BYTES = MAX_RECORD_BATCH_BYTES
 
 
 def new_cluster_id() -> str:
@@ -261,9 +262,7 @@ class KafkaBroker(Service):
         ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
         if done.returncode != 0:
-            raise StackError(
-                f"formatting Kafka storage in {self.data_dir} failed:\n{done.stdout}{done.stderr}"
-            )
+            raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{done.stdout}{done.stderr}")
 
     def _launch(self) -> int:
         self.ensure_jars()

@@ -62,9 +62,8 @@ def run_burst(settings: Settings, *, likes: int, seconds: float, devices: int) -
     result["params"] = {"likes": likes, "seconds": seconds, "devices": devices}
     stack = stack_pids(settings)
     asyncio.run(create_topic(settings, topic, settings.events_partitions))
-    ray_reader.install(topic, group, gated=False)
     try:
-        pipe = Pipeline(settings, name=f"bench-{run}").start()
+        pipe = Pipeline(ray_reader.bench_settings(settings, topic=topic, group=group), name=f"bench-{run}").start()
         fleet: NodeFleet | None = None
         try:
             url = f"http://127.0.0.1:{settings.gateway_port}"

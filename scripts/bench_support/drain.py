@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import ray
@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from herald.config import Settings
+from herald.contracts import ActorHealth
 from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_admin, start_bounded
 from herald.keys import bodies_key
@@ -217,16 +218,29 @@ class RssSampler:
             self._stop.wait(self._interval_s)
 
 
-def _roles(status: dict[str, list[dict[str, Any]]]) -> dict[int, str]:
+# The counters of ActorHealth this benchmark sums.
+Counter = Literal[
+    "applied",
+    "duplicates",
+    "conflicts_retried",
+    "self_skipped",
+    "notifications_changed",
+    "delivered",
+    "batches",
+    "dead_lettered",
+]
+
+
+def _roles(status: dict[str, list[ActorHealth]]) -> dict[int, str]:
     names = {"readers": "reader", "aggregators": "aggregator", "delivery": "delivery", "gateways": "gateway"}
-    return {int(h["pid"]): names[kind] for kind, group in status.items() for h in group if h.get("pid")}
+    return {h["pid"]: names[kind] for kind, group in status.items() for h in group if "pid" in h}
 
 
-def _sum(status: dict[str, list[dict[str, Any]]], kind: str, counter: str) -> int:
-    return sum(int(h.get(counter) or 0) for h in status.get(kind, []))
+def _sum(status: dict[str, list[ActorHealth]], kind: str, counter: Counter) -> int:
+    return sum(h.get(counter) or 0 for h in status.get(kind, []))
 
 
-def _live_sent(status: dict[str, list[dict[str, Any]]]) -> int:
+def _live_sent(status: dict[str, list[ActorHealth]]) -> int:
     """Notification versions the gateways pushed live to connected users (IN_APP's delivery)."""
     return sum(int((g.get("counters") or {}).get("live_notifications") or 0) for g in status.get("gateways", []))
 
@@ -246,10 +260,13 @@ class HeraldDrain:
         asyncio.run(delete_user_keys(settings, self.run))
         memory_before = asyncio.run(used_memory(settings))
         group = f"{self.run}-readers-{tag}"
-        ray_reader.install(self.topic, group, gated=True)
         out: dict[str, Any] = {"events": self.total, "clients_asked": len(client_users)}
         started = time.perf_counter()
-        pipe = Pipeline(settings, name=f"bench-{group[-24:]}").start(settle_group=False)
+        pipe = Pipeline(
+            ray_reader.bench_settings(settings, topic=self.topic, group=group),
+            name=f"bench-{group[-24:]}",
+            reader_actor=ray_reader.gated_reader(),
+        ).start(settle_group=False)
         out["pipeline_start_s"] = time.perf_counter() - started
         fleet: NodeFleet | None = None
         try:

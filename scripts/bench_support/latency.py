@@ -175,10 +175,9 @@ def run_latency(settings: Settings, *, clients: int, rates: Sequence[float], sec
     users = [f"{run}-u{i}" for i in range(clients)]
     stack = stack_pids(settings)
     asyncio.run(create_topic(settings, topic, settings.events_partitions))
-    ray_reader.install(topic, group, gated=False)
     phases: list[dict[str, Any]] = []
     try:
-        pipe = Pipeline(settings, name=f"bench-{run}").start()
+        pipe = Pipeline(ray_reader.bench_settings(settings, topic=topic, group=group), name=f"bench-{run}").start()
         fleet: NodeFleet | None = None
         try:
             url = f"http://127.0.0.1:{settings.gateway_port}"

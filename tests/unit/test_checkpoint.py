@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
+from herald.checkpoint import (
+    ApplyFault,
+    ApplyOutcome,
+    BatchCheckpoint,
+    CheckpointCounters,
+    CheckpointPolicy,
+    Classifier,
+)
 from herald.prepared import PreparedEvent
 from herald.routing import Rejected, RoutedBatch
 
@@ -115,7 +122,7 @@ class Harness:
     checkpoint: BatchCheckpoint
 
 
-def harness(**policy: float) -> Harness:
+def harness(classify_with: Classifier = classify, **policy: float) -> Harness:
     aggregators, dlq, kafka, sleeps = FakeAggregators(), FakeDlq(), FakeKafka(), []
 
     async def sleep(delay_s: float) -> None:
@@ -126,7 +133,7 @@ def harness(**policy: float) -> Harness:
         apply=aggregators.apply,
         dead_letter=dlq.send,
         commit=kafka.commit,
-        classify=classify,
+        classify=classify_with,
         policy=CheckpointPolicy(**policy),  # type: ignore[arg-type]
         sleep=sleep,
         clock=kafka.clock,
@@ -292,7 +299,7 @@ async def test_an_application_error_is_retried_a_bounded_number_of_times_then_de
     await settled(h.checkpoint.finish_inflight())
 
     assert h.aggregators.calls_to(0) == [[0, 2]] * 4 + [[3]], "the aggregator stalled after the bad part"
-    assert [(stage, offset) for stage, offset, _ in h.dlq.sent] == [("aggregator", 0), ("aggregator", 2)]
+    assert [(stage, offset) for stage, offset, _ in h.dlq.sent] == [("apply", 0), ("apply", 2)]
     reason = h.dlq.sent[0][2]
     assert "aggregator-0" in reason
     assert "ValueError: bad occurrence" in reason

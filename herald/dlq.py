@@ -1,0 +1,58 @@
+"""The one builder of dead-letter (`notification-dlq`) record headers, for every stage that dead-letters.
+
+Whoever reads the DLQ (an operator, a replay tool) finds the same header names whatever put the record there:
+why (`herald-dlq-reason`), where (`herald-dlq-stage`) and, for records that came from a Kafka topic, where they
+came from (`herald-source-topic`, `-partition`, `-offset`), so they can be traced back and replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+HEADER_REASON: Final = "herald-dlq-reason"
+HEADER_STAGE: Final = "herald-dlq-stage"
+HEADER_SOURCE_TOPIC: Final = "herald-source-topic"
+HEADER_SOURCE_PARTITION: Final = "herald-source-partition"
+HEADER_SOURCE_OFFSET: Final = "herald-source-offset"
+
+# A reason can quote a whole traceback or event; headers count against the record's size limit.
+MAX_REASON_BYTES: Final = 4000
+
+STAGE_READER: Final = "reader"  # the record did not decode or validate
+STAGE_AGGREGATOR: Final = "aggregator"  # the aggregator refused the event (the domain said no)
+STAGE_APPLY: Final = "apply"  # applying kept failing with an application error; the reason says which
+
+
+def delivery_stage(channel: str) -> str:
+    """The stage of a delivery that failed for good on `channel`."""
+    return f"delivery:{channel}"
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """Where a dead-lettered record was read from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def dlq_headers(*, reason: str, stage: str, source: SourceRecord | None = None) -> list[tuple[str, bytes]]:
+    """Headers of one DLQ record, in aiokafka's (name, bytes) form."""
+    headers = [
+        (HEADER_REASON, _truncated(reason)),
+        (HEADER_STAGE, stage.encode()),
+    ]
+    if source is not None:
+        headers += [
+            (HEADER_SOURCE_TOPIC, source.topic.encode()),
+            (HEADER_SOURCE_PARTITION, str(source.partition).encode()),
+            (HEADER_SOURCE_OFFSET, str(source.offset).encode()),
+        ]
+    return headers
+
+
+def _truncated(text: str) -> bytes:
+    # Cut on a character boundary: a reader decoding the header as UTF-8 must not fail on half a character.
+    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore").encode()
