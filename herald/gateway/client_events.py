@@ -8,7 +8,8 @@ from typing import Any
 
 from herald.gateway import compat, protocol
 from herald.gateway.analytics import AnalyticsPublisher
-from herald.gateway.limits import ClientSession, GatewayLimits
+from herald.gateway.limits import GatewayLimits
+from herald.gateway.session import ClientSession
 from herald.gateway.translate import inbox_change
 from herald.store import InboxStore
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herald.gateway.counts import CountRefresher
-from herald.gateway.limits import ClientSession
+from herald.gateway.session import ClientSession
 from herald.gateway.translate import Translation, count_event, translate
 
 Send = Callable[[str, str, Any], Awaitable[None]]  # (sid, event, payload) straight to a local socket

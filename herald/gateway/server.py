@@ -43,8 +43,9 @@ from herald.gateway.analytics import AnalyticsPublisher
 from herald.gateway.client_events import ClientEvents
 from herald.gateway.fanout import Fanout
 from herald.gateway.http import STATIC_DIR, HttpApp, static_files
-from herald.gateway.limits import ClientSession, GatewayLimits, TokenBucket
+from herald.gateway.limits import GatewayLimits, TokenBucket
 from herald.gateway.presence import LiveSubscription, Presence, wall_clock_ms
+from herald.gateway.session import ClientSession
 from herald.gateway.translate import translate
 from herald.live import INBOX_EVENT, LiveEntry, user_rooms
 from herald.store import InboxStore

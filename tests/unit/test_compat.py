@@ -12,7 +12,8 @@ import pytest
 from herald.gateway import compat, protocol
 from herald.gateway.counts import CountRefresher
 from herald.gateway.fanout import Fanout
-from herald.gateway.limits import ClientSession, TokenBucket
+from herald.gateway.limits import TokenBucket
+from herald.gateway.session import ClientSession
 from herald.gateway.translate import Translation, count_event, inbox_change, translate
 from herald.live import INBOX_EVENT
 
