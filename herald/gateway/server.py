@@ -38,7 +38,7 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from herald import auth, live
 from herald.config import Settings
 from herald.errors import AuthError, ConfigError, HeraldError
-from herald.gateway import protocol
+from herald.gateway import fastjson, protocol
 from herald.gateway.analytics import AnalyticsPublisher
 from herald.gateway.client_events import ClientEvents
 from herald.gateway.fanout import Fanout
@@ -140,6 +140,7 @@ class Gateway:
         origins = settings.cors_origins
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
+            json=fastjson,
             cors_allowed_origins="*" if "*" in origins else list(origins),
             max_http_buffer_size=self.limits.max_payload_bytes,
             transports=["polling", "websocket"],
