@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # Which Socket.IO protocol a client that does not say (auth.protocol / ?protocol=) speaks: Herald's own
     # event names, or those of the existing application's clients ("compat").
     gateway_protocol: Literal["herald", "compat"] = "herald"
+    # WebSocket compression costs the gateway more CPU per notification than it saves on ~1 KB JSON frames.
+    gateway_ws_compression: bool = False
     # Auth.js (NextAuth v5) session tokens as a second way in: the application's AUTH_SECRET decrypts them.
     # Read from HERALD_AUTHJS_SECRET, or AUTH_SECRET as the Next.js application itself names it.
     authjs_secret: SecretStr | None = Field(

@@ -177,6 +177,9 @@ class Gateway:
             log_level="warning",
             lifespan="off",
             ws_max_size=2 * self.limits.max_payload_bytes,
+            # The websockets library's sans-I/O protocol: its frame handling is C-accelerated, wsproto's is not.
+            ws="websockets-sansio",
+            ws_per_message_deflate=self._settings.gateway_ws_compression,
             timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
         )
         server = _QuietServer(config)
