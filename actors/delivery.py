@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from actors.loops import OwnedLoop
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome, RetryPolicy
@@ -16,6 +15,7 @@ from herald.config import Settings
 from herald.dlq import delivery_stage, dlq_headers
 from herald.outbox import OutboxWorker
 from herald.producer import OutgoingRecord, RecordSender
+from herald.redis_pool import redis_client
 from herald.topics import DELIVERY_TOPIC, DLQ_TOPIC
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class DeliveryActor:
         self._settings = settings
         self._channel = channel
         self._name = f"delivery-{channel.lower()}-{index}"
-        self._redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self._redis = redis_client(settings.redis_url, decode_responses=True)
         self._worker = OutboxWorker(
             self._redis,
             provider_for(channel, settings),

@@ -14,6 +14,7 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, Red
 from herald import keys
 from herald.aggregation import GroupState
 from herald.errors import StoreError
+from herald.redis_pool import redis_client
 from herald.store import UserChange, UserQuery, UserSnapshot
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
-        return cls(aioredis.Redis.from_url(url, decode_responses=True), **options)
+        return cls(redis_client(url, decode_responses=True), **options)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 import socketio
 import uvicorn
 from redis.exceptions import RedisError
@@ -48,6 +47,7 @@ from herald.gateway.presence import LiveSubscription, Presence, wall_clock_ms
 from herald.gateway.session import ClientSession
 from herald.gateway.translate import translate
 from herald.live import INBOX_EVENT, LiveEntry, user_rooms
+from herald.redis_pool import redis_client
 from herald.store import InboxStore
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Gateway:
         self.counters = GatewayCounters()
         self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Its own connections: health checks notice a half-open pub/sub connection.
-        self._redis = aioredis.Redis.from_url(
+        self._redis = redis_client(
             settings.redis_url, health_check_interval=10, client_name=f"herald-gateway-{self.gateway_id}"
         )
         self._presence = Presence(
