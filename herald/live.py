@@ -36,12 +36,6 @@ INBOX_EVENT = "herald:inbox"
 PRESENCE_TTL_MS = 60_000
 
 
-def user_rooms(user_id: str) -> list[str]:
-    """The Socket.IO rooms a client of `user_id` is in (`notifications:{id}` is the one the existing
-    application's server used); a client joins no other."""
-    return [f"user:{user_id}", f"notifications:{user_id}"]
-
-
 class MalformedLiveMessage(ValueError):
     """A message on a live channel that is not what the commit script writes."""
 

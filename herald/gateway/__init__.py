@@ -2,6 +2,5 @@
 
 from herald.gateway.limits import GatewayLimits
 from herald.gateway.server import Gateway
-from herald.live import user_rooms
 
-__all__ = ["Gateway", "GatewayLimits", "user_rooms"]
+__all__ = ["Gateway", "GatewayLimits"]

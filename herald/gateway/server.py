@@ -47,7 +47,7 @@ from herald.gateway.limits import GatewayLimits, TokenBucket
 from herald.gateway.presence import LiveSubscription, Presence, wall_clock_ms
 from herald.gateway.session import ClientSession
 from herald.gateway.translate import translate
-from herald.live import INBOX_EVENT, LiveEntry, user_rooms
+from herald.live import INBOX_EVENT, LiveEntry
 from herald.redis_pool import redis_client
 from herald.store import InboxStore
 
@@ -209,11 +209,8 @@ class Gateway:
         for expiry in self._expiries.values():
             expiry.cancel()
         self._expiries.clear()
-        for sid in list(self._sessions):
-            with contextlib.suppress(RedisError, OSError):
-                await self.sio.disconnect(
-                    sid,
-                )
+        # All at once: one after another, 10,000 clients take longer to say goodbye to than a drain allows.
+        await asyncio.gather(*(self.sio.disconnect(sid) for sid in list(self._sessions)), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -233,11 +230,13 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         subscribed = self._live.subscribed.is_set()
+        serving = self._server is not None and bool(self._server.started)
         return {
-            "ok": subscribed,
+            # Embedded through asgi_app, the host serves it; through serve(), only once uvicorn listens.
+            "ok": subscribed and (serving or self._server is None),
             "subscribed": subscribed,
             "gateway_id": self.gateway_id,
-            "serving": self._server is not None and bool(self._server.started),
+            "serving": serving,
             "connections": len(self._sessions),
             "users": len(self._user_sids),
             "counters": asdict(self.counters),
@@ -292,8 +291,8 @@ class Gateway:
         self._user_sids.setdefault(claims.user_id, set()).add(sid)
         presence = self._presence.claim(claims.user_id)
         self._expire_at(sid, claims.expires_at)
-        for room in user_rooms(claims.user_id):
-            await self.sio.enter_room(sid, room)
+        # No Socket.IO rooms: live entries are routed by this gateway's own user -> connections index, and
+        # python-socketio scans every room of the namespace on each disconnect.
         self.counters.connected += 1
         replay = self._replay(sid, session, request.since, presence)
         task = asyncio.create_task(replay, name=f"herald-replay-{sid}")
