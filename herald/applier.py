@@ -22,6 +22,7 @@ from herald.aggregation import (
     Occurrence,
     add,
     initialize,
+    owned,
     render_group,
     render_single,
     window_accepts,
@@ -90,8 +91,10 @@ class _UserFold:
 
     snapshot: UserSnapshot
     names: dict[str, ActorInfo]  # the user directory's answer for the actors of this batch
-    seen_now: list[str] = field(default_factory=list)
+    seen_now: list[str] = field(default_factory=list)  # in event order, as the store records them
+    seen_now_set: set[str] = field(default_factory=set)  # the same ids, for O(1) duplicate checks
     groups: dict[str, GroupState] = field(default_factory=dict)
+    owned_groups: set[str] = field(default_factory=set)  # groups whose actor set this fold may grow in place
     changed_groups: set[str] = field(default_factory=set)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # notification id -> body, last touch order
     # Per body: still unread after this batch? A read later in the batch clears it, a new version sets it again.
@@ -258,11 +261,12 @@ class Aggregator:
 
     def _fold_one(self, fold: _UserFold, event: PreparedEvent) -> None:
         event_id = event.event_id
-        if event_id in fold.snapshot.seen or event_id in fold.seen_now:
+        if event_id in fold.snapshot.seen or event_id in fold.seen_now_set:
             fold.duplicates += 1
             return
         # Rejected events are marked seen too: a replay must not dead-letter them a second time.
         fold.seen_now.append(event_id)
+        fold.seen_now_set.add(event_id)
         try:
             self._handlers[event.type](fold, event)
         except ValueError as exc:
@@ -291,6 +295,10 @@ class Aggregator:
             event_ms=occurrence.event_ms,
             late_allowance_ms=self._late_allowance_ms,
         ):
+            if key not in fold.owned_groups:
+                # Once per group per fold: the snapshot stays intact for a re-fold after a refused commit.
+                current = fold.groups[key] = owned(current)
+                fold.owned_groups.add(key)
             grown = add(rule, with_names(current, fold.names), occurrence)
             if grown is None:
                 self._alias(fold, occurrence, current.notification_id)
@@ -298,6 +306,7 @@ class Aggregator:
             state = grown
         else:
             state = initialize(rule, occurrence)
+            fold.owned_groups.add(key)
         self._alias(fold, occurrence, state.notification_id)
         fold.groups[key] = state
         fold.changed_groups.add(key)

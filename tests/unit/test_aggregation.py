@@ -3,6 +3,7 @@ and a fake clock."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from herald.aggregation import DEFAULT_RULES, render_text, window_accepts
 from herald.applier import Aggregator
 from herald.events import NotificationEvent
+from herald.store import UserChange
 from herald.store_memory import MemoryStore
 from tests.support.events import BASE_TIME, event_dict, make_event
 
@@ -228,3 +230,54 @@ async def test_inbox_capacity_drops_oldest(aggregator: Aggregator, store: Memory
     notes = store.snapshot_of("user123")
     assert len(notes) == 50
     assert await store.unread_count("user123") == 50
+
+
+class RefusingOnce(MemoryStore):
+    """Refuses the first commit it is asked for, as Redis does when another writer moved the user's sequence."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.refused = 0
+
+    async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:
+        if not self.refused:
+            self.refused = 1
+            return [False] * len(changes)
+        return await super().commit(changes, now_ms=now_ms)
+
+
+async def test_a_refused_commit_folds_again_from_an_untouched_snapshot(clock: FakeClock) -> None:
+    store = RefusingOnce(clock)
+    store.refused = 1  # let the first batch through
+    aggregator = Aggregator(store, clock_ms=clock)
+    await aggregator.apply([make_event(actor="a", actor_name="A")])
+    store.refused = 0
+    # The first fold of this batch grows the group to A, B, C; its commit is refused. The second fold must
+    # start again from what the store holds (A only), not from a snapshot the first fold grew in place.
+    report = await aggregator.apply(
+        [
+            make_event(actor="b", actor_name="B", at=timedelta(seconds=1)),
+            make_event(actor="c", actor_name="C", at=timedelta(seconds=2)),
+        ]
+    )
+    assert report.conflicts_retried == 1
+    (note,) = store.snapshot_of("user123")
+    assert (note["count"], note["version"], note["text"]) == (3, 3, "A and 2 others liked your post")
+
+
+async def test_tens_of_thousands_of_actors_count_once_each(aggregator: Aggregator, store: MemoryStore) -> None:
+    actors = [f"fan{i}" for i in range(20_000)]
+    first = [make_event(actor=a, actor_name=a, at=timedelta(milliseconds=i)) for i, a in enumerate(actors)]
+    await aggregator.apply(first[:10_000])
+    await aggregator.apply(first[10_000:])
+    # The same likes again under new event ids (a client retrying): every actor is already counted.
+    again = [
+        make_event(actor=a, actor_name=a, at=timedelta(milliseconds=i), event_id=f"retry-{i}")
+        for i, a in enumerate(actors)
+    ]
+    report = await aggregator.apply(again)
+    assert report.applied == 20_000
+    (note,) = store.snapshot_of("user123")
+    assert (note["count"], note["version"]) == (20_000, 20_000)
+    assert note["text"] == "fan0 and 19999 others liked your post"
+    assert [a["id"] for a in note["actors"]] == ["fan19999", "fan19998", "fan19997"]
