@@ -83,7 +83,8 @@ class InboxStore(Protocol):
     async def load(self, queries: Sequence[UserQuery]) -> list[UserSnapshot]: ...
 
     async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:
-        """Apply each change atomically; False for a change whose expected_seq no longer matches."""
+        """Apply each change atomically; False for a change whose expected_seq no longer matches or that would
+        apply an event id the user already has (the writer folded on stale or cached state)."""
         ...
 
     async def notifications_after(self, user_id: str, cursor: int, limit: int) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ class MemoryStore:
         results = []
         for change in changes:
             user = self._user(change.user_id)
-            if user.seq != change.expected_seq:
+            if user.seq != change.expected_seq or not user.seen.isdisjoint(change.seen_event_ids):
                 results.append(False)
                 continue
             self._apply(user, change, now_ms)

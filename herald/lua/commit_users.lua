@@ -12,7 +12,8 @@
 -- presence hash, an entry {u, from, to, unread, notes, inbox} goes to that gateway; at the end, one PUBLISH
 -- per gateway on `live_prefix .. gateway id` with all its entries. Published inside the script, so a gateway
 -- hears of a commit exactly when it is visible, and in commit order.
--- Reply: per user, 1 applied or 0 refused (stale sequence number).
+-- Reply: per user, 1 applied, 0 refused (stale sequence number) or 2 refused (an event id of the change is
+-- already applied: the writer folded on a cached state and must load and fold again; see applier.py).
 local batch = cjson.decode(ARGV[1])
 local now = tonumber(batch.now)
 local horizon = tonumber(batch.horizon)
@@ -100,6 +101,16 @@ local function apply(ops, key)
   end
 end
 
+-- Never apply an event id twice, whatever the writer believed when it folded.
+local function already_seen(seen_key, ids)
+  for _, score in ipairs(redis.call('ZMSCORE', seen_key, unpack(ids))) do
+    if score then
+      return true
+    end
+  end
+  return false
+end
+
 local function push_live(ops, key)
   local presence = redis.call('HGETALL', key(8))
   if #presence == 0 then
@@ -147,12 +158,14 @@ for i, ops in ipairs(batch.users) do
     return KEYS[base + index]
   end
   local current = tonumber(redis.call('GET', key(1)) or '0')
-  if current == tonumber(ops.expected) then
+  if current ~= tonumber(ops.expected) then
+    results[i] = 0
+  elseif #ops.seen > 0 and already_seen(key(2), ops.seen) then
+    results[i] = 2
+  else
     apply(ops, key)
     push_live(ops, key)
     results[i] = 1
-  else
-    results[i] = 0
   end
 end
 for _, gateway in ipairs(feed_order) do

@@ -7,13 +7,12 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from herald import keys
 from herald.applier import Aggregator, ApplyReport
 from herald.config import Settings
 from herald.events import decode_event
@@ -21,6 +20,7 @@ from herald.store import INBOX_CHANGE
 from herald.store_redis import RedisStore
 from tests.support import app_events
 from tests.support.events import BASE_TIME
+from tests.support.live_tap import Tap, present
 
 pytestmark = pytest.mark.integration
 NOW_MS = int(BASE_TIME.timestamp() * 1000)
@@ -96,15 +96,18 @@ async def test_bulk_read_up_to_a_time_then_all(store: RedisStore, user: str) -> 
     assert await store.unread_count(user) == 0
 
 
-async def test_inbox_change_reaches_the_outbox(store: RedisStore, settings: Settings, user: str) -> None:
-    """The IN_APP outbox carries the change, so the delivery actor tells connected clients."""
+async def test_inbox_change_is_published_to_the_users_gateway(store: RedisStore, settings: Settings, user: str) -> None:
+    """Reads and deletes through Kafka are pushed live, so connected clients hear of them."""
     await apply(store, app_events.prisma_created(user, actor="a", kind="ONE", notification_id="x1"))
-    await apply(store, app_events.read(user, "x1"), app_events.deleted(user, "x1"))
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = aioredis.Redis.from_url(settings.redis_url)
+    gateway = f"gw-{user}"
     try:
-        entries = cast(list[tuple[str, dict[str, str]]], await client.xrange(keys.outbox_key("IN_APP", 0), "-", "+"))
+        await present(client, user, **{gateway: NOW_MS + 60_000})
+        async with Tap(client, [gateway]) as tap:
+            await apply(store, app_events.read(user, "x1"), app_events.deleted(user, "x1"))
+            await tap.collect(1)
     finally:
         await client.aclose()
-    payloads = [orjson.loads(fields["d"]) for _id, fields in entries if fields.get("u") == user]
-    changes = [p for p in payloads if p.get("kind") == INBOX_CHANGE]
-    assert changes == [{"kind": INBOX_CHANGE, "read": ["x1"], "deleted": ["x1"], "all": False, "before": None}]
+    [[entry]] = tap.messages[gateway]
+    assert entry.inbox == {"kind": INBOX_CHANGE, "read": ["x1"], "deleted": ["x1"], "all": False, "before": None}
+    assert entry.unread == 0

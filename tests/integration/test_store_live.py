@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,60 +14,17 @@ from herald import keys
 from herald.applier import Aggregator
 from herald.config import Settings
 from herald.events import decode_event
-from herald.live import LiveEntry, parse_message
 from herald.store import UserChange
+from herald.store_memory import MemoryStore
 from herald.store_redis import RedisStore
 from tests.support import app_events
 from tests.support.events import make_event
+from tests.support.live_tap import Tap, present
 
 pytestmark = pytest.mark.integration
 
 NOW_MS = 1_800_000_000_000
 WAIT_S = 10.0
-
-
-class Tap:
-    """Subscribes to the live channels of some gateway ids and collects what arrives on each."""
-
-    def __init__(self, client: aioredis.Redis, gateways: list[str]) -> None:
-        self._pubsub = client.pubsub()
-        self._gateways = gateways
-        self.messages: dict[str, list[list[LiveEntry]]] = {g: [] for g in gateways}
-
-    async def __aenter__(self) -> Tap:
-        await self._pubsub.subscribe(*(keys.live_channel(g) for g in self._gateways))
-        confirmed = 0
-        while confirmed < len(self._gateways):
-            message = await self._pubsub.get_message(timeout=WAIT_S)
-            if message is not None and message["type"] == "subscribe":
-                confirmed += 1
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def collect(self, messages: int) -> None:
-        """Read until `messages` messages arrived in all, or fail after WAIT_S."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT_S
-        while sum(len(m) for m in self.messages.values()) < messages:
-            if loop.time() > deadline:
-                raise AssertionError(f"expected {messages} live messages, got {self.messages}")
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            if message is not None:
-                gateway = message["channel"].decode().removeprefix(keys.live_channel(""))
-                self.messages[gateway].append(parse_message(message["data"]))
-
-    async def nothing_more(self) -> None:
-        """A PING through the same connection comes back after anything published before it: nothing else is
-        on its way once the PONG is here."""
-        await self._pubsub.ping()
-        while True:
-            message = await self._pubsub.get_message(timeout=WAIT_S)
-            assert message is not None, "no PONG"
-            if message["type"] == "pong":
-                return
-            assert message["type"] != "message", f"unexpected live message {message}"
 
 
 @pytest.fixture
@@ -87,10 +43,6 @@ async def aggregator(settings: Settings) -> AsyncIterator[Aggregator]:
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-async def present(client: aioredis.Redis, user: str, **claims: int) -> None:
-    await client.hset(keys.presence_key(user), mapping={g: str(expiry) for g, expiry in claims.items()})
 
 
 async def test_a_commit_publishes_to_the_gateways_holding_the_user_only(
@@ -171,3 +123,39 @@ async def test_a_refused_commit_publishes_nothing(redis_client: aioredis.Redis, 
             await tap.nothing_more()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("store_kind", ["redis", "memory"])
+async def test_a_commit_that_would_apply_an_event_twice_is_refused(settings: Settings, store_kind: str) -> None:
+    user = uid("u")
+    store: RedisStore | MemoryStore = (
+        RedisStore.from_url(settings.redis_url) if store_kind == "redis" else MemoryStore(lambda: NOW_MS)
+    )
+    try:
+        first = UserChange(user_id=user, expected_seq=0, new_seq=1, seen_event_ids=["e1"])
+        assert await store.commit([first], now_ms=NOW_MS) == [True]
+        # The sequence number matches, but e1 is applied already: a writer that folded on cached state.
+        again = UserChange(user_id=user, expected_seq=1, new_seq=3, seen_event_ids=["e2", "e1"], live_ids=[])
+        again.notifications.append(
+            {
+                "id": "n1",
+                "version": 1,
+                "cursor": 2,
+                "userId": user,
+                "type": "MENTIONED",
+                "text": "hi",
+                "actors": [],
+                "count": 1,
+                "target": None,
+                "priority": "NORMAL",
+                "createdAt": "2026-11-26T10:00:00.000Z",
+                "updatedAt": "2026-11-26T10:00:00.000Z",
+            }
+        )
+        assert await store.commit([again], now_ms=NOW_MS) == [False]
+        assert await store.notifications_after(user, 0, 10) == []
+        fresh = UserChange(user_id=user, expected_seq=1, new_seq=2, seen_event_ids=["e2"])
+        assert await store.commit([fresh], now_ms=NOW_MS) == [True]
+    finally:
+        if isinstance(store, RedisStore):
+            await store.close()
