@@ -33,6 +33,7 @@ class AggregatorActor:
             late_allowance_ms=settings.late_allowance_s * 1000,
             delivery_channels=delivery_channels,
             directory=self._directory,
+            cache_users=settings.aggregator_cache_users,
         )
         self._totals = ApplyReport()
         self._batches = 0
@@ -64,4 +65,7 @@ class AggregatorActor:
             "conflicts_retried": self._totals.conflicts_retried,
             "self_skipped": self._totals.self_skipped,
             "channels_without_provider": self._totals.channels_without_provider,
+            "cache_users": len(self._aggregator.cache),
+            "cache_hits": self._aggregator.cache.hits,
+            "cache_misses": self._aggregator.cache.misses,
         }

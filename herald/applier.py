@@ -34,6 +34,7 @@ from herald.errors import StoreError
 from herald.events import UNGROUPED_PRIORITIES, NotificationEvent
 from herald.prepared import PreparedEvent, prepare
 from herald.store import INBOX_CHANGE, InboxStore, OutboxEntry, UserChange, UserQuery, UserSnapshot, group_key
+from herald.user_cache import UserCache
 
 __all__ = ["Aggregator", "ApplyReport", "PreparedEvent", "iso_ms", "prepare"]
 
@@ -91,6 +92,8 @@ class _UserFold:
 
     snapshot: UserSnapshot
     names: dict[str, ActorInfo]  # the user directory's answer for the actors of this batch
+    group_keys: list[str] = field(default_factory=list)  # the groups this batch's events may touch
+    from_memory: bool = False  # the snapshot came from the UserCache, not from a load
     seen_now: list[str] = field(default_factory=list)  # in event order, as the store records them
     seen_now_set: set[str] = field(default_factory=set)  # the same ids, for O(1) duplicate checks
     groups: dict[str, GroupState] = field(default_factory=dict)
@@ -137,8 +140,11 @@ class Aggregator:
         late_allowance_ms: int = 60_000,
         delivery_channels: Iterable[str] = ("IN_APP",),
         directory: UserDirectory | None = None,
+        cache_users: int = 10_000,
     ) -> None:
         self._store = store
+        # Single writer per shard: what this aggregator committed, so its users' next batches need no load.
+        self.cache = UserCache(cache_users)
         self._clock_ms = clock_ms
         self._rules = rules
         self._late_allowance_ms = late_allowance_ms
@@ -169,12 +175,23 @@ class Aggregator:
             now_ms = self._clock_ms()
             changes = [self._change_of(fold, now_ms) for fold in folds]
             to_commit = [c for c in changes if not c.is_empty]
-            results = iter(await self._store.commit(to_commit, now_ms=now_ms)) if to_commit else iter(())
+            try:
+                results = iter(await self._store.commit(to_commit, now_ms=now_ms)) if to_commit else iter(())
+            except StoreError:
+                # Applied or not, the store now knows better than this memory.
+                self.cache.forget(list(pending))
+                raise
             retry: dict[str, list[PreparedEvent]] = {}
             for fold, change in zip(folds, changes, strict=True):
                 if not change.is_empty and not next(results):
+                    # Another writer got there first, or an event was applied already: load and fold again.
+                    self.cache.forget([change.user_id])
                     retry[change.user_id] = pending[change.user_id]
                     continue
+                if not change.is_empty:
+                    self.cache.committed(
+                        fold.snapshot, fold.group_keys, change, from_memory=fold.from_memory, now_ms=now_ms
+                    )
                 report.applied += len(fold.seen_now) - len(fold.rejected)
                 report.duplicates += fold.duplicates
                 report.self_skipped += fold.self_skipped
@@ -191,16 +208,31 @@ class Aggregator:
         raise StoreError(f"gave up after {MAX_COMMIT_ATTEMPTS} conflicting commits for {len(pending)} users")
 
     async def _fold_all(self, by_user: Mapping[str, list[PreparedEvent]]) -> list[_UserFold]:
-        queries = [
-            UserQuery(user_id, [e.event_id for e in evs], self._group_keys(evs), _referenced(evs))
-            for user_id, evs in by_user.items()
-        ]
-        snapshots = await self._store.load(queries)
+        now_ms = self._clock_ms()
+        group_keys = {user_id: self._group_keys(evs) for user_id, evs in by_user.items()}
+        remembered: dict[str, UserSnapshot] = {}
+        queries = []
+        for user_id, evs in by_user.items():
+            referenced = _referenced(evs)
+            snapshot = None if referenced else self.cache.snapshot(user_id, group_keys[user_id], now_ms)
+            if snapshot is not None:
+                remembered[user_id] = snapshot
+            else:
+                queries.append(UserQuery(user_id, [e.event_id for e in evs], group_keys[user_id], referenced))
+        loaded = {s.user_id: s for s in await self._store.load(queries)} if queries else {}
+        snapshots = [remembered.get(user_id) or loaded[user_id] for user_id in by_user]
         names = await self._names(by_user, snapshots)
         folds = []
         for snapshot in snapshots:
-            fold = _UserFold(snapshot=snapshot, names=names, groups=dict(snapshot.groups))
-            for event in by_user[snapshot.user_id]:
+            user_id = snapshot.user_id
+            fold = _UserFold(
+                snapshot=snapshot,
+                names=names,
+                groups=dict(snapshot.groups),
+                group_keys=group_keys[user_id],
+                from_memory=user_id in remembered,
+            )
+            for event in by_user[user_id]:
                 self._fold_one(fold, event)
             folds.append(fold)
         return folds

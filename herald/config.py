@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     reader_max_inflight_batches: PositiveInt = 3
     outbox_shards: PositiveInt = 8
     inbox_capacity: PositiveInt = 500
+    # Users each aggregator remembers between batches (their seq and open groups); 0 loads every batch.
+    aggregator_cache_users: int = Field(default=100_000, ge=0)
     dedup_horizon_s: PositiveInt = 8 * 24 * 3600
     late_allowance_s: int = Field(default=60, ge=0)
     delivery_max_attempts: PositiveInt = 5

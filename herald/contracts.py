@@ -65,6 +65,9 @@ class ActorHealth(TypedDict, total=False):
     notifications_changed: int
     conflicts_retried: int
     channels_without_provider: int
+    cache_users: int  # users the aggregator remembers (herald/user_cache.py)
+    cache_hits: int
+    cache_misses: int
 
     # Delivery actors (herald.outbox.OutboxWorker.health).
     channel: str
