@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 
-from herald.applier import Aggregator, ApplyReport, PreparedEvent
+from herald.applier import Aggregator, ApplyReport
 from herald.config import Settings
 from herald.contracts import ActorHealth, ApplyResult
 from herald.directory import RedisUserDirectory
+from herald.prepared import decode_batch
 from herald.store_redis import RedisStore
 
 
@@ -38,9 +39,10 @@ class AggregatorActor:
         self._totals = ApplyReport()
         self._batches = 0
 
-    async def apply(self, events: list[PreparedEvent]) -> ApplyResult:
-        """Apply one batch; returns counters and the (wire id, reason) of events the domain rejected."""
-        report = await self._aggregator.apply_prepared(events)
+    async def apply(self, batch: bytes) -> ApplyResult:
+        """Apply one batch (herald.prepared.encode_batch); returns counters and the (wire id, reason) of events
+        the domain rejected."""
+        report = await self._aggregator.apply_prepared(decode_batch(batch))
         self._batches += 1
         rejected = [(e.wire_id or e.event_id, reason) for e, reason in report.rejected]
         report.rejected = []

@@ -27,7 +27,7 @@ from herald.contracts import ActorHealth, ApplyResult
 from herald.errors import HeraldError
 from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_producer, start_bounded
-from herald.prepared import PreparedEvent
+from herald.prepared import PreparedEvent, encode_batch
 from herald.routing import KafkaRecord, Rejected, dlq_headers, route
 from herald.topics import DLQ_TOPIC
 
@@ -151,7 +151,7 @@ class ReaderActor:
             await self._checkpoint.finish_inflight()
 
     async def _apply(self, actor_index: int, items: list[PreparedEvent]) -> ApplyOutcome:
-        result: ApplyResult = await self._aggregators[actor_index].apply.remote(items)
+        result: ApplyResult = await self._aggregators[actor_index].apply.remote(encode_batch(items))
         return ApplyOutcome(
             duplicates=result["duplicates"],
             self_skipped=result["self_skipped"],

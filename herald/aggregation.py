@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from herald.pickling import tuple_pickled
+
 
 @dataclass(frozen=True)
 class AggregationRule:
@@ -34,6 +36,7 @@ def window_accepts(*, window_start_ms: int, window_ms: int, event_ms: int, late_
     return window_start_ms - late_allowance_ms <= event_ms < window_start_ms + window_ms
 
 
+@tuple_pickled
 @dataclass(frozen=True)
 class ActorInfo:
     id: str
@@ -118,6 +121,7 @@ class GroupState:
         )
 
 
+@tuple_pickled
 @dataclass(frozen=True)
 class Occurrence:
     """The parts of one NOTIFICATION_CREATED event that aggregation looks at."""

@@ -7,16 +7,20 @@ the application's flat record, its processor shape) ends here as the same Prepar
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from herald.aggregation import ActorInfo, Occurrence
 from herald.events import EventType, NotificationEvent
+from herald.pickling import tuple_pickled
 
 # Presentation fields of the application's record that its clients show; carried into the notification.
 _EXTRA_FIELDS = {"category": "category", "action_url": "actionUrl", "image_url": "imageUrl"}
 
 
+@tuple_pickled
 @dataclass(frozen=True, slots=True)
 class PreparedEvent:
     event_id: str
@@ -110,3 +114,16 @@ def prepare(event: NotificationEvent, *, wire_id: str | None = None) -> Prepared
         preferences=preferences if isinstance(preferences, dict) else None,
         wire_id=wire_id,
     )
+
+
+def encode_batch(events: Sequence[PreparedEvent]) -> bytes:
+    """What a reader sends an aggregator: the batch pickled once with the C pickler, so Ray ships bytes.
+
+    Ray would pickle the list itself with cloudpickle, a pure-Python pickler: 30% of a reader's time. The
+    aggregator is in the same trust domain (it runs whatever Ray hands it anyway)."""
+    return pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_batch(data: bytes) -> list[PreparedEvent]:
+    events: list[PreparedEvent] = pickle.loads(data)  # noqa: S301 - from this pipeline's own readers
+    return events
