@@ -177,6 +177,8 @@ def initialize(rule: AggregationRule, occurrence: Occurrence) -> GroupState:
 def with_names(state: GroupState, names: Mapping[str, ActorInfo]) -> GroupState:
     """Fill in actors shown without a name from `names` (the user directory): a name learnt later is used
     by the next version of the notification, never written into versions already sent."""
+    if not names:
+        return state
 
     def named(actors: tuple[ActorInfo, ...]) -> tuple[ActorInfo, ...]:
         return tuple(a if a.name or a.id not in names else names[a.id] for a in actors)

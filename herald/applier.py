@@ -8,6 +8,7 @@ events had been applied once, in order.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,7 +67,10 @@ class ApplyReport:
 
 
 def iso_ms(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """`2026-11-26T10:00:00.000Z`. Two per notification version: time.strftime is several times cheaper than
+    formatting a datetime."""
+    seconds, millis = divmod(int(epoch_ms), 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
 
 
 def _iso_cutoff(value: str) -> str:

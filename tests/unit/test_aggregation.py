@@ -4,13 +4,13 @@ and a fake clock."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from herald.aggregation import DEFAULT_RULES, render_text, window_accepts
-from herald.applier import Aggregator
+from herald.applier import Aggregator, iso_ms
 from herald.events import NotificationEvent
 from herald.store import UserChange
 from herald.store_memory import MemoryStore
@@ -281,3 +281,9 @@ async def test_tens_of_thousands_of_actors_count_once_each(aggregator: Aggregato
     assert (note["count"], note["version"]) == (20_000, 20_000)
     assert note["text"] == "fan0 and 19999 others liked your post"
     assert [a["id"] for a in note["actors"]] == ["fan19999", "fan19998", "fan19997"]
+
+
+@pytest.mark.parametrize("epoch_ms", [0, 1, 999, 1_000, 1_764_151_200_123, 1_795_903_833_544, 4_102_444_799_999])
+def test_iso_ms_writes_utc_with_milliseconds(epoch_ms: int) -> None:
+    expected = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    assert iso_ms(epoch_ms) == expected.replace("+00:00", "Z")

@@ -25,5 +25,6 @@ def test_every_kind_of_prepared_event_round_trips() -> None:
     decoded = decode_batch(encode_batch(events))
     assert decoded == events
     assert [type(e) for e in decoded] == [type(e) for e in events]
-    assert decoded[0].occurrence is not None and decoded[0].occurrence.actor is not None
+    assert decoded[0].occurrence is not None
+    assert decoded[0].occurrence.actor is not None
     assert decoded[0].occurrence.actor.name == "Ann"
