@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from herald import keys
@@ -67,18 +68,18 @@ class RedisStore:
 
     async def load(self, queries: Sequence[UserQuery]) -> list[UserSnapshot]:
         chunks = _chunks(queries, USERS_PER_CALL)
+        calls: list[tuple[list[str], list[str]]] = []
+        for chunk in chunks:
+            call_keys: list[str] = []
+            spec = []
+            for query in chunk:
+                user = query.user_id
+                call_keys += [keys.seq_key(user), keys.seen_key(user), keys.aliases_key(user)]
+                call_keys += [keys.group_state_key(user, g) for g in query.group_keys]
+                spec.append([len(query.group_keys), list(query.event_ids), list(query.referenced_ids)])
+            calls.append((call_keys, [orjson.dumps(spec).decode()]))
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for chunk in chunks:
-                    call_keys: list[str] = []
-                    spec = []
-                    for query in chunk:
-                        user = query.user_id
-                        call_keys += [keys.seq_key(user), keys.seen_key(user), keys.aliases_key(user)]
-                        call_keys += [keys.group_state_key(user, g) for g in query.group_keys]
-                        spec.append([len(query.group_keys), list(query.event_ids), list(query.referenced_ids)])
-                    await self._load(keys=call_keys, args=[orjson.dumps(spec).decode()], client=pipe)
-                replies = await pipe.execute()
+            replies = await self._run(self._load, calls)
         except RedisError as exc:
             raise store_error("loading user state from Redis", exc) from exc
         snapshots = []
@@ -155,25 +156,35 @@ class RedisStore:
         }
 
     async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:
-        chunks = _chunks(changes, USERS_PER_CALL)
+        calls: list[tuple[list[str], list[str]]] = []
+        for chunk in _chunks(changes, USERS_PER_CALL):
+            call_keys: list[str] = []
+            blobs: list[str] = []
+            users = [self._user_ops(change, call_keys, blobs) for change in chunk]
+            batch = {
+                "now": str(now_ms),
+                "horizon": str(self._horizon_ms),
+                "cap": str(self._capacity),
+                "live_prefix": keys.live_channel(""),
+                "users": users,
+            }
+            calls.append((call_keys, [orjson.dumps(batch).decode(), *blobs]))
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for chunk in chunks:
-                    call_keys: list[str] = []
-                    blobs: list[str] = []
-                    users = [self._user_ops(change, call_keys, blobs) for change in chunk]
-                    batch = {
-                        "now": str(now_ms),
-                        "horizon": str(self._horizon_ms),
-                        "cap": str(self._capacity),
-                        "live_prefix": keys.live_channel(""),
-                        "users": users,
-                    }
-                    await self._commit(keys=call_keys, args=[orjson.dumps(batch).decode(), *blobs], client=pipe)
-                replies = await pipe.execute()
+            replies = await self._run(self._commit, calls)
         except RedisError as exc:
             raise store_error("committing to Redis", exc) from exc
         return [int(flag) == 1 for reply in replies for flag in reply]
+
+    async def _run(self, script: AsyncScript, calls: Sequence[tuple[list[str], list[str]]]) -> list[Any]:
+        """One script call per chunk. A single call goes straight out as EVALSHA: in a pipeline, redis-py would
+        first ask SCRIPT EXISTS, a round trip more on every batch."""
+        if len(calls) == 1:
+            [(call_keys, args)] = calls
+            return [await script(keys=call_keys, args=args)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call_keys, args in calls:
+                await script(keys=call_keys, args=args, client=pipe)
+            return await pipe.execute()
 
     async def _views(self, user_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         if not ids:

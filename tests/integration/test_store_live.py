@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -159,3 +160,14 @@ async def test_a_commit_that_would_apply_an_event_twice_is_refused(settings: Set
     finally:
         if isinstance(store, RedisStore):
             await store.close()
+
+
+async def test_commits_survive_a_flushed_script_cache(redis_client: aioredis.Redis, aggregator: Aggregator) -> None:
+    """A restarted Redis has no scripts: the store loads them again rather than failing the batch."""
+    user = uid("u")
+    await aggregator.apply([make_event(user=user, actor="a1")])
+    await redis_client.script_flush()
+    report = await aggregator.apply([make_event(user=user, actor="a2", at=timedelta(seconds=1))])
+    assert report.applied == 1
+    [note] = await aggregator._store.notifications_after(user, 0, 10)
+    assert note["count"] == 2
