@@ -97,7 +97,9 @@ def drain_section(data: dict[str, Any]) -> list[str]:
         " median (min-max) over the rounds.",
         "",
         "Herald's drain runs from `go` (readers start their consumers) until the last event is committed **and**"
-        " every notification it changed has been emitted by the delivery actors (IN_APP). The peers' drain runs"
+        " the last notification a gateway pushed live to a connected client (IN_APP has no outbox: a commit"
+        " publishes to the gateways holding its users; with no client connected there is nothing to push, and the"
+        " clients' side checks they ended on every final version). The peers' drain runs"
         " from their first record to their final commit (their start-up and group join are reported apart).",
         "CPU is user+system seconds per 1,000 events, read from /proc: the system under test (every Ray process,"
         " or the peer process), Redis and Kafka less what they burned while idle just before (the stack is shared)."
@@ -157,7 +159,7 @@ def herald_details(rounds: list[dict[str, Any]], names: list[str]) -> list[str]:
             ["pipeline start (Ray + actors), s", _span([s["pipeline_start_s"] for s in sides], 1)],
             ["consumer group formed after go, s", _span([s.get("join_s") for s in sides], 2)],
             ["all committed after go, s", _span([s["committed_s"] for s in sides], 2)],
-            ["last notification emitted after go, s", _span([s["drain_s"] for s in sides], 2)],
+            ["last live push to a client after go, s", _span([s["drain_s"] for s in sides], 2)],
             [
                 "events/s from the group formed to the end",
                 _span([s["events"] / (s["drain_s"] - s["join_s"]) if s.get("join_s") else None for s in sides]),
@@ -166,7 +168,10 @@ def herald_details(rounds: list[dict[str, Any]], names: list[str]) -> list[str]:
                 "applied / duplicates / self-skipped",
                 f"{counters['applied']:,} / {counters['duplicates']:,} / {counters['self_skipped']:,}",
             ],
-            ["notifications changed / emitted", f"{counters['notifications_changed']:,} / {counters['delivered']:,}"],
+            [
+                "notifications changed / pushed live to connected users",
+                f"{counters['notifications_changed']:,} / {counters.get('live_sent', 0):,}",
+            ],
             ["notifications stored", f"{redis['notifications']:,.0f}"],
             ["reader batches / aggregator calls", f"{counters['reader_batches']:,} / {counters['aggregator_calls']:,}"],
             ["Redis bytes per stored notification (INFO used_memory delta)", _fmt(redis["used_memory_delta"] / stored)],
@@ -269,7 +274,7 @@ def latency_section(runs: list[dict[str, Any]]) -> list[str]:
         "dup",
         "dropped clients",
         "peer: Kafka consumer p50 / p99 ms",
-        "emitted on Redis p50 / p99 ms",
+        "published by the commit p50 / p99 ms",
         "pipeline cores",
         "harness cores: Node / driver",
     ]
