@@ -1,11 +1,11 @@
-"""AggregatorActor: hosts the users of some shards; forwards batches to herald.applier.Aggregator."""
+"""AggregatorActor: hosts the users of some shards; forwards batches to herald.applier.InboxApplier."""
 
 from __future__ import annotations
 
 import os
 import time
 
-from herald.applier import Aggregator, ApplyReport
+from herald.applier import ApplyReport, InboxApplier
 from herald.config import Settings
 from herald.contracts import ActorHealth, ApplyResult
 from herald.directory import RedisUserDirectory
@@ -28,7 +28,7 @@ class AggregatorActor:
             outbox_shards=settings.outbox_shards,
         )
         self._directory = RedisUserDirectory.from_url(settings.redis_url)
-        self._aggregator = Aggregator(
+        self._aggregator = InboxApplier(
             self._store,
             clock_ms=wall_clock_ms,
             late_allowance_ms=settings.late_allowance_s * 1000,

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from herald.aggregation import (
+from herald.contracts import InboxNotification
+from herald.directory import UserDirectory, UserProfile
+from herald.errors import StoreError
+from herald.events import UNGROUPED_PRIORITIES, NotificationEvent
+from herald.grouping import (
     DEFAULT_RULES,
     ActorInfo,
     AggregationRule,
@@ -29,15 +33,11 @@ from herald.aggregation import (
     window_accepts,
     with_names,
 )
-from herald.contracts import InboxNotification
-from herald.directory import UserDirectory, UserProfile
-from herald.errors import StoreError
-from herald.events import UNGROUPED_PRIORITIES, NotificationEvent
 from herald.prepared import PreparedEvent, prepare
 from herald.store import INBOX_CHANGE, InboxStore, OutboxEntry, UserChange, UserQuery, UserSnapshot, group_key
 from herald.user_cache import UserCache
 
-__all__ = ["Aggregator", "ApplyReport", "PreparedEvent", "iso_ms", "prepare"]
+__all__ = ["ApplyReport", "InboxApplier", "PreparedEvent", "iso_ms", "prepare"]
 
 MAX_COMMIT_ATTEMPTS = 8
 IN_APP = "IN_APP"
@@ -132,7 +132,7 @@ class _UserFold:
         return self.aliases.get(notification_id) or self.snapshot.aliases.get(notification_id) or notification_id
 
 
-class Aggregator:
+class InboxApplier:
     """Folds batches of events into the store. `clock_ms` is injected so tests control TTLs."""
 
     def __init__(

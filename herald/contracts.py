@@ -123,7 +123,7 @@ class NotificationTarget(TypedDict):
 # Unknown keys are allowed in the schema: clients must ignore fields a later Herald adds.
 @with_config(ConfigDict(extra="allow", use_attribute_docstrings=True))
 class InboxNotification(TypedDict):
-    """One notification as the inbox stores it and clients receive it (herald.aggregation.render_group and
+    """One notification as the inbox stores it and clients receive it (herald.grouping.render_group and
     render_single, completed by herald.applier with the store fields).
 
     A grouped notification ("John and 2 others liked your post") has `groupKey`; one of its own (no rule, URGENT,

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from herald.aggregation import ActorInfo, Occurrence
 from herald.events import EventType, NotificationEvent
+from herald.grouping import ActorInfo, Occurrence
 from herald.pickling import tuple_pickled
 
 # Presentation fields of the application's record that its clients show; carried into the notification.

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from herald.aggregation import GroupState
 from herald.contracts import InboxNotification
+from herald.grouping import GroupState
 
 # The `kind` of a payload that is not a notification but a change of the inbox (reads, deletes).
 INBOX_CHANGE = "inbox"

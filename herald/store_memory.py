@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from herald.aggregation import GroupState
 from herald.contracts import InboxNotification
+from herald.grouping import GroupState
 from herald.live import encode_entry
 from herald.store import OutboxEntry, UserChange, UserQuery, UserSnapshot
 

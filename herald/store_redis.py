@@ -13,8 +13,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from herald import keys
-from herald.aggregation import GroupState
 from herald.errors import StoreError
+from herald.grouping import GroupState
 from herald.redis_pool import redis_client
 from herald.store import UserChange, UserQuery, UserSnapshot
 

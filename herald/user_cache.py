@@ -8,7 +8,7 @@ It stays correct when the memory is wrong, because the commit checks, atomically
 - the user's sequence number is still the one the fold started from, so anything another writer did (a second
   pipeline, a replay tool, this actor before a restart) refuses the commit;
 - none of the batch's event ids is applied already, so dedup never depends on what was loaded.
-A refused user is forgotten here, loaded and folded again (Aggregator.apply_prepared).
+A refused user is forgotten here, loaded and folded again (InboxApplier.apply_prepared).
 
 What is deliberately not remembered, and so always loaded:
 - a group the store holds but this aggregator did not write (its expiry is unknown here);
@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from herald.aggregation import GroupState
+from herald.grouping import GroupState
 from herald.store import UserChange, UserSnapshot
 
 # A group is taken from memory only if it lives at least this much longer: the store's clock decides expiry.

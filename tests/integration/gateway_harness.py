@@ -1,6 +1,6 @@
 """Helpers for the gateway tests: in-process gateways on free ports, recording Socket.IO clients, an emitter
 that publishes live entries like the pipeline's commits, tokens good and bad, and seeding through the
-Aggregator."""
+InboxApplier."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from herald import live
-from herald.applier import Aggregator
+from herald.applier import InboxApplier
 from herald.auth import mint_token
 from herald.config import Settings, load_settings
 from herald.events import NotificationEvent
@@ -168,12 +168,12 @@ async def connected(url: str, token: str, since: int | None = None) -> AsyncIter
 
 
 class Seeder:
-    """Applies events through the real Aggregator, as the pipeline's aggregator actors do."""
+    """Applies events through the real InboxApplier, as the pipeline's aggregator actors do."""
 
     def __init__(self, settings: Settings) -> None:
         self.store = RedisStore.from_url(settings.redis_url)
         self.now_ms = int(datetime(2026, 11, 26, 10, 0, tzinfo=UTC).timestamp() * 1000)
-        self.aggregator = Aggregator(self.store, clock_ms=lambda: self.now_ms, delivery_channels=("IN_APP",))
+        self.aggregator = InboxApplier(self.store, clock_ms=lambda: self.now_ms, delivery_channels=("IN_APP",))
 
     async def apply(self, *events: NotificationEvent) -> None:
         report = await self.aggregator.apply(list(events))

@@ -92,7 +92,7 @@ async def opened(
 
 
 async def seed(seeder: Seeder, user: str, targets: int, at: timedelta = timedelta(0)) -> list[dict[str, Any]]:
-    """`targets` notifications for `user` (one like each), through the real Aggregator; oldest first."""
+    """`targets` notifications for `user` (one like each), through the real InboxApplier; oldest first."""
     events = [
         make_event(user=user, actor=f"a{i}", actor_name=f"Actor{i}", target=f"p{i}", at=at + timedelta(seconds=i))
         for i in range(targets)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from herald.applier import Aggregator
+from herald.applier import InboxApplier
 from herald.config import Settings
 from herald.events import NotificationEvent
 from herald.store_redis import RedisStore
@@ -29,8 +29,8 @@ async def store(settings: Settings) -> AsyncIterator[RedisStore]:
 
 async def test_two_writers_and_a_redelivery_still_count_each_like_once(store: RedisStore) -> None:
     user = f"sw-{uuid.uuid4().hex[:10]}"
-    first = Aggregator(store, clock_ms=lambda: NOW_MS)
-    second = Aggregator(store, clock_ms=lambda: NOW_MS)
+    first = InboxApplier(store, clock_ms=lambda: NOW_MS)
+    second = InboxApplier(store, clock_ms=lambda: NOW_MS)
 
     def like(actor: str, seconds: int) -> NotificationEvent:
         return make_event(user=user, actor=actor, actor_name=actor, at=timedelta(seconds=seconds), event_id=actor)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from herald.applier import Aggregator, ApplyReport
+from herald.applier import ApplyReport, InboxApplier
 from herald.config import Settings
 from herald.events import decode_event
 from herald.store import INBOX_CHANGE
@@ -40,7 +40,7 @@ def user() -> str:
 
 
 async def apply(store: RedisStore, *wires: dict[str, Any]) -> ApplyReport:
-    aggregator = Aggregator(store, clock_ms=lambda: NOW_MS, delivery_channels=("IN_APP",))
+    aggregator = InboxApplier(store, clock_ms=lambda: NOW_MS, delivery_channels=("IN_APP",))
     offset = uuid.uuid4().hex  # a fresh "partition" per call, so ids never collide across tests
     events = [decode_event(orjson.dumps(w), fallback_event_id=f"kafka:t:{offset}:{next(_offsets)}") for w in wires]
     report = await aggregator.apply(events)

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from herald import keys
-from herald.applier import Aggregator
+from herald.applier import InboxApplier
 from herald.config import Settings
 from herald.events import decode_event
 from herald.store import UserChange
@@ -36,9 +36,9 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def aggregator(settings: Settings) -> AsyncIterator[Aggregator]:
+async def aggregator(settings: Settings) -> AsyncIterator[InboxApplier]:
     store = RedisStore.from_url(settings.redis_url)
-    yield Aggregator(store, clock_ms=lambda: NOW_MS)
+    yield InboxApplier(store, clock_ms=lambda: NOW_MS)
     await store.close()
 
 
@@ -47,7 +47,7 @@ def uid(prefix: str) -> str:
 
 
 async def test_a_commit_publishes_to_the_gateways_holding_the_user_only(
-    redis_client: aioredis.Redis, aggregator: Aggregator
+    redis_client: aioredis.Redis, aggregator: InboxApplier
 ) -> None:
     here, gone, elsewhere = uid("gw-here"), uid("gw-gone"), uid("gw-else")
     user, other = uid("u"), uid("u")
@@ -72,7 +72,7 @@ async def test_a_commit_publishes_to_the_gateways_holding_the_user_only(
 
 
 async def test_one_message_per_gateway_per_call_and_the_sequence_chains(
-    redis_client: aioredis.Redis, aggregator: Aggregator
+    redis_client: aioredis.Redis, aggregator: InboxApplier
 ) -> None:
     gateway = uid("gw")
     users = [uid("u") for _ in range(3)]
@@ -92,7 +92,7 @@ async def test_one_message_per_gateway_per_call_and_the_sequence_chains(
 
 
 async def test_reads_from_kafka_are_published_with_the_new_count(
-    redis_client: aioredis.Redis, aggregator: Aggregator
+    redis_client: aioredis.Redis, aggregator: InboxApplier
 ) -> None:
     gateway, user = uid("gw"), uid("u")
     await present(redis_client, user, **{gateway: NOW_MS + 60_000})
@@ -115,7 +115,7 @@ async def test_a_refused_commit_publishes_nothing(redis_client: aioredis.Redis, 
     await present(redis_client, user, **{gateway: NOW_MS + 60_000})
     store = RedisStore.from_url(settings.redis_url)
     try:
-        stale = Aggregator(store, clock_ms=lambda: NOW_MS)
+        stale = InboxApplier(store, clock_ms=lambda: NOW_MS)
         await stale.apply([make_event(user=user, actor="a1")])
         # Another writer moved the sequence behind this one's back: a commit from the old snapshot is refused.
         async with Tap(redis_client, [gateway]) as tap:
@@ -162,7 +162,7 @@ async def test_a_commit_that_would_apply_an_event_twice_is_refused(settings: Set
             await store.close()
 
 
-async def test_commits_survive_a_flushed_script_cache(redis_client: aioredis.Redis, aggregator: Aggregator) -> None:
+async def test_commits_survive_a_flushed_script_cache(redis_client: aioredis.Redis, aggregator: InboxApplier) -> None:
     """A restarted Redis has no scripts: the store loads them again rather than failing the batch."""
     user = uid("u")
     await aggregator.apply([make_event(user=user, actor="a1")])

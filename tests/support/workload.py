@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from herald.applier import Aggregator
+from herald.applier import InboxApplier
 from herald.events import NotificationEvent
 from herald.store_memory import MemoryStore
 
@@ -15,7 +15,7 @@ async def reference_inboxes(
 ) -> dict[str, set[tuple[str, str, int, int]]]:
     """What each user's inbox must hold: the pure aggregation applied once, in order."""
     store = MemoryStore(lambda: now_ms, inbox_capacity=inbox_capacity)
-    aggregator = Aggregator(store, clock_ms=lambda: now_ms, late_allowance_ms=late_allowance_ms)
+    aggregator = InboxApplier(store, clock_ms=lambda: now_ms, late_allowance_ms=late_allowance_ms)
     events = [NotificationEvent.model_validate(e) for e in wire_events]
     await aggregator.apply(events)
     return {

@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from herald.aggregation import ActorInfo
-from herald.applier import Aggregator, ApplyReport
+from herald.applier import ApplyReport, InboxApplier
 from herald.directory import MemoryUserDirectory, UserProfile
 from herald.errors import InvalidEventError
 from herald.events import Channel, EventType, Priority, decode_event
+from herald.grouping import ActorInfo
 from herald.prepared import prepare
 from herald.store import INBOX_CHANGE
 from herald.store_memory import MemoryStore
@@ -37,11 +37,11 @@ def directory() -> MemoryUserDirectory:
 
 
 @pytest.fixture
-def aggregator(store: MemoryStore, directory: MemoryUserDirectory) -> Aggregator:
-    return Aggregator(store, clock_ms=lambda: NOW_MS, delivery_channels=("IN_APP",), directory=directory)
+def aggregator(store: MemoryStore, directory: MemoryUserDirectory) -> InboxApplier:
+    return InboxApplier(store, clock_ms=lambda: NOW_MS, delivery_channels=("IN_APP",), directory=directory)
 
 
-async def apply(aggregator: Aggregator, *wires: dict[str, Any]) -> ApplyReport:
+async def apply(aggregator: InboxApplier, *wires: dict[str, Any]) -> ApplyReport:
     """As the reader does: no eventId on the wire, so the id comes from the record's coordinates."""
     events = [
         decode_event(orjson.dumps(w), fallback_event_id=f"kafka:notification-events:0:{next(_offsets)}") for w in wires
@@ -104,7 +104,7 @@ def test_singular_notification_id_is_understood() -> None:
 
 
 async def test_three_likes_two_posts_stay_apart(
-    aggregator: Aggregator, store: MemoryStore, directory: MemoryUserDirectory
+    aggregator: InboxApplier, store: MemoryStore, directory: MemoryUserDirectory
 ) -> None:
     """The defect this fixes: john and sarah on p1 and mike on p2 became ONE "Someone liked your post"."""
     await directory.remember([UserProfile(i, i.title(), None) for i in ("john", "sarah", "mike")])
@@ -125,7 +125,7 @@ async def test_three_likes_two_posts_stay_apart(
     assert notes["p2"]["count"] == 1
 
 
-async def test_no_target_groups_only_with_no_target(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_no_target_groups_only_with_no_target(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor="a", kind="USER_FOLLOWED", entity_type=None, entity_id=None),
@@ -136,7 +136,7 @@ async def test_no_target_groups_only_with_no_target(aggregator: Aggregator, stor
     assert counts == [(False, 1), (True, 2)]
 
 
-async def test_same_id_different_target_types_stay_apart(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_same_id_different_target_types_stay_apart(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor="a", entity_type="post", entity_id="7"),
@@ -145,7 +145,7 @@ async def test_same_id_different_target_types_stay_apart(aggregator: Aggregator,
     assert sorted(n["target"]["type"] for n in store.snapshot_of("u1")) == ["comment", "post"]
 
 
-async def test_actorless_events_are_not_merged(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_actorless_events_are_not_merged(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor=None, message="a like"),
@@ -154,7 +154,7 @@ async def test_actorless_events_are_not_merged(aggregator: Aggregator, store: Me
     assert sorted(n["text"] for n in store.snapshot_of("u1")) == ["a like", "another like"]
 
 
-async def test_critical_is_never_aggregated(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_critical_is_never_aggregated(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor="john", priority="CRITICAL", message="server on fire"),
@@ -165,13 +165,13 @@ async def test_critical_is_never_aggregated(aggregator: Aggregator, store: Memor
     assert {n["priority"] for n in notes} == {"CRITICAL"}
 
 
-async def test_recipient_as_actor_is_skipped_and_counted(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_recipient_as_actor_is_skipped_and_counted(aggregator: InboxApplier, store: MemoryStore) -> None:
     report = await apply(aggregator, app_events.prisma_created("u1", actor="u1"))
     assert report.self_skipped == 1
     assert store.snapshot_of("u1") == []
 
 
-async def test_single_notification_keeps_the_application_id(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_single_notification_keeps_the_application_id(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(aggregator, app_events.prisma_created("u1", actor="john", kind="GRADE_POSTED", notification_id="g1"))
     (note,) = store.snapshot_of("u1")
     assert note["id"] == "g1"
@@ -179,7 +179,7 @@ async def test_single_notification_keeps_the_application_id(aggregator: Aggregat
     assert await store.unread_count("u1") == 0
 
 
-async def test_read_and_delete_by_application_id_reach_the_group(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_read_and_delete_by_application_id_reach_the_group(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor="john", notification_id="a1"),
@@ -196,7 +196,7 @@ async def test_read_and_delete_by_application_id_reach_the_group(aggregator: Agg
     assert [n["target"]["id"] for n in store.snapshot_of("u1")] == ["p2"]
 
 
-async def test_bulk_read_all_and_up_to_a_time(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_bulk_read_all_and_up_to_a_time(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor="a", kind="X_EARLY", at=timedelta(minutes=0)),
@@ -210,7 +210,7 @@ async def test_bulk_read_all_and_up_to_a_time(aggregator: Aggregator, store: Mem
     assert await store.unread_count("u1") == 0
 
 
-async def test_bulk_read_with_ids(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_bulk_read_with_ids(aggregator: InboxApplier, store: MemoryStore) -> None:
     await apply(
         aggregator,
         app_events.prisma_created("u1", actor="a", kind="ONE", notification_id="x1"),
@@ -221,7 +221,7 @@ async def test_bulk_read_with_ids(aggregator: Aggregator, store: MemoryStore) ->
 
 
 async def test_read_earlier_in_the_batch_does_not_hide_a_later_version(
-    aggregator: Aggregator, store: MemoryStore
+    aggregator: InboxApplier, store: MemoryStore
 ) -> None:
     """Event order holds inside one batch: a read, then a new like, leaves the grown group unread."""
     await apply(aggregator, app_events.prisma_created("u1", actor="john", notification_id="a1"))
@@ -235,13 +235,13 @@ async def test_read_earlier_in_the_batch_does_not_hide_a_later_version(
     assert note["read"] is False
 
 
-async def test_invalid_bulk_cutoff_is_rejected(aggregator: Aggregator) -> None:
+async def test_invalid_bulk_cutoff_is_rejected(aggregator: InboxApplier) -> None:
     report = await apply(aggregator, app_events.bulk_read("u1", before="yesterday"))
     ((_, reason),) = report.rejected
     assert "before" in reason
 
 
-async def test_read_without_ids_is_rejected(aggregator: Aggregator) -> None:
+async def test_read_without_ids_is_rejected(aggregator: InboxApplier) -> None:
     wire = app_events.read("u1", "x")
     del wire["notificationId"]
     report = await apply(aggregator, wire)
@@ -249,7 +249,7 @@ async def test_read_without_ids_is_rejected(aggregator: Aggregator) -> None:
 
 
 async def test_names_from_the_directory_and_learnt_from_events(
-    aggregator: Aggregator, store: MemoryStore, directory: MemoryUserDirectory
+    aggregator: InboxApplier, store: MemoryStore, directory: MemoryUserDirectory
 ) -> None:
     await directory.remember([UserProfile("john", "John", None)])
     await apply(aggregator, app_events.prisma_created("u1", actor="john"))
@@ -265,7 +265,7 @@ async def test_names_from_the_directory_and_learnt_from_events(
 
 
 async def test_a_name_learnt_later_is_used_by_the_next_version(
-    aggregator: Aggregator, store: MemoryStore, directory: MemoryUserDirectory
+    aggregator: InboxApplier, store: MemoryStore, directory: MemoryUserDirectory
 ) -> None:
     await apply(aggregator, app_events.prisma_created("u1", actor="john"))
     first = store.snapshot_of("u1")[0]
@@ -304,7 +304,7 @@ async def test_a_known_name_is_written_once(store: MemoryStore) -> None:
             return await super().remember(batch)
 
     directory = Counting()
-    aggregator = Aggregator(store, clock_ms=lambda: NOW_MS, directory=directory)
+    aggregator = InboxApplier(store, clock_ms=lambda: NOW_MS, directory=directory)
     for minute in range(3):
         wire = app_events.processor_event("u1", actor="sarah", entity_id=f"p{minute}")
         wire["data"]["actorName"] = "Sarah"

@@ -14,7 +14,7 @@ import orjson
 import pydantic
 import pytest
 
-from herald.applier import Aggregator
+from herald.applier import InboxApplier
 from herald.checkpoint import CheckpointCounters
 from herald.cli.ops import schema_text
 from herald.contracts import ActorHealth, ApplyResult, notification_json_schema, validate_notification
@@ -45,7 +45,7 @@ def test_the_notification_schema_names_every_field_clients_rely_on() -> None:
 async def _bodies(events: list[NotificationEvent]) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]]]:
     """What the inbox serves (with `read`) and what the commits push live, after applying `events`."""
     store = MemoryStore(lambda: NOW_MS, inbox_capacity=50)
-    aggregator = Aggregator(store, clock_ms=lambda: NOW_MS, late_allowance_ms=60_000, delivery_channels=("IN_APP",))
+    aggregator = InboxApplier(store, clock_ms=lambda: NOW_MS, late_allowance_ms=60_000, delivery_channels=("IN_APP",))
     await aggregator.apply(events)
     served = [note for user in sorted({e.user_id for e in events}) for note in store.snapshot_of(user)]
     sent = [note for entry in store.live for note in entry["notes"]]

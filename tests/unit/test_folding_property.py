@@ -13,10 +13,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herald.aggregation import DEFAULT_RULES, render_text
-from herald.applier import Aggregator
+from herald.applier import InboxApplier
 from herald.directory import MemoryUserDirectory, UserProfile
 from herald.events import decode_event
+from herald.grouping import DEFAULT_RULES, render_text
 from herald.store_memory import MemoryStore
 from tests.support import app_events
 from tests.support.events import BASE_TIME
@@ -81,7 +81,7 @@ async def _run(events: list[tuple[str, str | None, tuple[str, str] | None, int]]
     store = MemoryStore(lambda: NOW_MS)
     directory = MemoryUserDirectory()
     await directory.remember([UserProfile(a, a.upper(), None) for a in ACTORS if a])
-    aggregator = Aggregator(store, clock_ms=lambda: NOW_MS, late_allowance_ms=LATE_MS, directory=directory)
+    aggregator = InboxApplier(store, clock_ms=lambda: NOW_MS, late_allowance_ms=LATE_MS, directory=directory)
     wires = []
     for kind, actor, target, minute in events:
         wire = app_events.prisma_created(

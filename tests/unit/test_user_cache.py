@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from herald.applier import Aggregator
+from herald.applier import InboxApplier
 from herald.events import NotificationEvent, decode_event
 from herald.store import UserQuery, UserSnapshot
 from herald.store_memory import MemoryStore
@@ -31,10 +31,10 @@ class CountingStore(MemoryStore):
         return await super().load(queries)
 
 
-def setup(capacity: int = 100) -> tuple[CountingStore, Aggregator, list[int]]:
+def setup(capacity: int = 100) -> tuple[CountingStore, InboxApplier, list[int]]:
     clock = [NOW_MS]
     store = CountingStore(clock)
-    return store, Aggregator(store, clock_ms=lambda: clock[0], cache_users=capacity), clock
+    return store, InboxApplier(store, clock_ms=lambda: clock[0], cache_users=capacity), clock
 
 
 def like(actor: str, seconds: int = 0, user: str = "user123", **extra: Any) -> NotificationEvent:
@@ -66,7 +66,7 @@ async def test_a_redelivered_event_is_refused_by_the_commit_and_counted_once() -
 
 async def test_a_second_writer_behind_its_back_is_noticed() -> None:
     store, first_writer, clock = setup()
-    second_writer = Aggregator(store, clock_ms=lambda: clock[0])
+    second_writer = InboxApplier(store, clock_ms=lambda: clock[0])
     await first_writer.apply([like("ann")])
     await second_writer.apply([like("bob", 1)])  # a replay tool, another pipeline
     report = await first_writer.apply([like("cid", 2)])  # its memory says seq after ann: refused, reloaded

@@ -26,7 +26,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-# Herald's DEFAULT_RULES (herald/aggregation.py): window length per notification type.
+# Herald's DEFAULT_RULES (herald/grouping.py): window length per notification type.
 WINDOWS = {
     "POST_LIKED": timedelta(minutes=5),
     "POST_COMMENTED": timedelta(minutes=10),

@@ -23,7 +23,7 @@ from typing import Any
 from quixstreams import Application
 from quixstreams.dataframe.windows.aggregations import Reduce
 
-# Herald's DEFAULT_RULES (herald/aggregation.py): window length per notification type.
+# Herald's DEFAULT_RULES (herald/grouping.py): window length per notification type.
 WINDOWS = {
     "POST_LIKED": timedelta(minutes=5),
     "POST_COMMENTED": timedelta(minutes=10),

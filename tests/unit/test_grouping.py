@@ -1,4 +1,4 @@
-"""Rules, windows and texts (docs/architecture.md, Aggregation), through the Aggregator over an in-memory store
+"""Rules, windows and texts (docs/architecture.md, Aggregation), through the InboxApplier over an in-memory store
 and a fake clock."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from herald.aggregation import DEFAULT_RULES, render_text, window_accepts
-from herald.applier import Aggregator, iso_ms
+from herald.applier import InboxApplier, iso_ms
 from herald.events import NotificationEvent
+from herald.grouping import DEFAULT_RULES, render_text, window_accepts
 from herald.store import UserChange
 from herald.store_memory import MemoryStore
 from tests.support.events import BASE_TIME, event_dict, make_event
@@ -38,8 +38,8 @@ def store(clock: FakeClock) -> MemoryStore:
 
 
 @pytest.fixture
-def aggregator(store: MemoryStore, clock: FakeClock) -> Aggregator:
-    return Aggregator(store, clock_ms=clock, late_allowance_ms=60_000, delivery_channels=("IN_APP", "PUSH"))
+def aggregator(store: MemoryStore, clock: FakeClock) -> InboxApplier:
+    return InboxApplier(store, clock_ms=clock, late_allowance_ms=60_000, delivery_channels=("IN_APP", "PUSH"))
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_window_is_half_open_with_late_allowance() -> None:
     assert not window_accepts(event_ms=939_999, **window)
 
 
-async def test_design_example_three_likes(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_design_example_three_likes(aggregator: InboxApplier, store: MemoryStore) -> None:
     events = [
         make_event(actor="u42", actor_name="John"),
         make_event(actor="u43", actor_name="Sarah", at=timedelta(minutes=1)),
@@ -85,7 +85,7 @@ async def test_design_example_three_likes(aggregator: Aggregator, store: MemoryS
     assert store.outbox == []
 
 
-async def test_one_batch_coalesces_into_one_change(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_one_batch_coalesces_into_one_change(aggregator: InboxApplier, store: MemoryStore) -> None:
     report = await aggregator.apply(
         [make_event(actor=f"a{i}", actor_name=f"A{i}", at=timedelta(seconds=i)) for i in range(6)]
     )
@@ -96,7 +96,7 @@ async def test_one_batch_coalesces_into_one_change(aggregator: Aggregator, store
     assert [(n["id"], n["version"]) for n in live_notes(store)] == [(note["id"], 6)]
 
 
-async def test_like_after_window_opens_new_notification(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_like_after_window_opens_new_notification(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply([make_event(actor="u42")])
     await aggregator.apply([make_event(actor="u43", actor_name="Sarah", at=timedelta(minutes=5, seconds=1))])
     first, second = store.snapshot_of("user123")
@@ -105,7 +105,7 @@ async def test_like_after_window_opens_new_notification(aggregator: Aggregator, 
     assert await store.unread_count("user123") == 2
 
 
-async def test_like_just_inside_window_joins(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_like_just_inside_window_joins(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply([make_event(actor="u42")])
     await aggregator.apply([make_event(actor="u43", actor_name="Sarah", at=timedelta(minutes=4, seconds=59))])
     (note,) = store.snapshot_of("user123")
@@ -120,7 +120,7 @@ async def test_like_just_inside_window_joins(aggregator: Aggregator, store: Memo
     ],
 )
 async def test_rule_windows_and_texts(
-    aggregator: Aggregator,
+    aggregator: InboxApplier,
     store: MemoryStore,
     kind: str,
     inside: timedelta,
@@ -137,7 +137,7 @@ async def test_rule_windows_and_texts(
     assert DEFAULT_RULES[kind].actors_shown == shown
 
 
-async def test_same_actor_counts_once(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_same_actor_counts_once(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply([make_event(actor="u42"), make_event(actor="u42", at=timedelta(seconds=30))])
     await aggregator.apply([make_event(actor="u42", at=timedelta(minutes=1))])
     (note,) = store.snapshot_of("user123")
@@ -145,7 +145,7 @@ async def test_same_actor_counts_once(aggregator: Aggregator, store: MemoryStore
     assert len(live_notes(store)) == 1
 
 
-async def test_type_without_rule_is_not_aggregated(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_type_without_rule_is_not_aggregated(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply(
         [
             make_event(kind="MENTIONED", actor="u42", title="Mention", message="John mentioned you"),
@@ -157,12 +157,12 @@ async def test_type_without_rule_is_not_aggregated(aggregator: Aggregator, store
     assert all(n["title"] == "Mention" and n["count"] == 1 for n in notes)
 
 
-async def test_urgent_bypasses_aggregation(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_urgent_bypasses_aggregation(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply([make_event(actor="u42"), make_event(actor="u43", priority="URGENT")])
     assert len(store.snapshot_of("user123")) == 2
 
 
-async def test_groups_are_per_target_and_user(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_groups_are_per_target_and_user(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply(
         [
             make_event(actor="u42", target="p1"),
@@ -174,7 +174,7 @@ async def test_groups_are_per_target_and_user(aggregator: Aggregator, store: Mem
     assert len(store.snapshot_of("other")) == 1
 
 
-async def test_redelivery_changes_nothing(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_redelivery_changes_nothing(aggregator: InboxApplier, store: MemoryStore) -> None:
     events = [make_event(actor=f"a{i}", at=timedelta(seconds=i)) for i in range(3)]
     await aggregator.apply(events)
     before = store.snapshot_of("user123")
@@ -186,14 +186,14 @@ async def test_redelivery_changes_nothing(aggregator: Aggregator, store: MemoryS
     assert len(live_notes(store)) == pushed_before
 
 
-async def test_group_expires_by_clock(aggregator: Aggregator, store: MemoryStore, clock: FakeClock) -> None:
+async def test_group_expires_by_clock(aggregator: InboxApplier, store: MemoryStore, clock: FakeClock) -> None:
     await aggregator.apply([make_event(actor="u42")])
     clock.now_ms += 5 * 60_000 + 60_000 + 1  # past window end plus the late allowance
     await aggregator.apply([make_event(actor="u43", at=timedelta(minutes=1))])
     assert len(store.snapshot_of("user123")) == 2
 
 
-async def test_channels_without_delivery_pool_get_no_outbox_entry(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_channels_without_delivery_pool_get_no_outbox_entry(aggregator: InboxApplier, store: MemoryStore) -> None:
     report = await aggregator.apply([make_event(channels=("IN_APP", "EMAIL", "PUSH"))])
     # IN_APP goes live, PUSH (which has a pool here) to the outbox, EMAIL (no pool) is counted.
     assert sorted(e.channel for _, e in store.outbox) == ["PUSH"]
@@ -201,7 +201,7 @@ async def test_channels_without_delivery_pool_get_no_outbox_entry(aggregator: Ag
     assert report.channels_without_provider == 1
 
 
-async def test_in_app_off_pushes_nothing_live(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_in_app_off_pushes_nothing_live(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply([make_event(channels=("PUSH",))])
     assert live_notes(store) == []
     assert [e.channel for _, e in store.outbox] == ["PUSH"]
@@ -211,21 +211,21 @@ def live_notes(store: MemoryStore) -> list[dict[str, Any]]:
     return [note for entry in store.live for note in entry["notes"]]
 
 
-async def test_mark_read_and_update_makes_unread_again(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_mark_read_and_update_makes_unread_again(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply([make_event(actor="u42")])
     assert await store.mark_read("user123", None) == 0
     await aggregator.apply([make_event(actor="u43", at=timedelta(minutes=1))])
     assert await store.unread_count("user123") == 1
 
 
-async def test_read_event_without_ids_is_rejected(aggregator: Aggregator) -> None:
+async def test_read_event_without_ids_is_rejected(aggregator: InboxApplier) -> None:
     read = NotificationEvent.model_validate(event_dict(event_id="r1") | {"type": "NOTIFICATION_READ"})
     report = await aggregator.apply([read])
     assert len(report.rejected) == 1
     assert "notificationIds" in report.rejected[0][1]
 
 
-async def test_inbox_capacity_drops_oldest(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_inbox_capacity_drops_oldest(aggregator: InboxApplier, store: MemoryStore) -> None:
     await aggregator.apply([make_event(kind="MENTIONED", actor=f"a{i}") for i in range(60)])
     notes = store.snapshot_of("user123")
     assert len(notes) == 50
@@ -249,7 +249,7 @@ class RefusingOnce(MemoryStore):
 async def test_a_refused_commit_folds_again_from_an_untouched_snapshot(clock: FakeClock) -> None:
     store = RefusingOnce(clock)
     store.refused = 1  # let the first batch through
-    aggregator = Aggregator(store, clock_ms=clock)
+    aggregator = InboxApplier(store, clock_ms=clock)
     await aggregator.apply([make_event(actor="a", actor_name="A")])
     store.refused = 0
     # The first fold of this batch grows the group to A, B, C; its commit is refused. The second fold must
@@ -265,7 +265,7 @@ async def test_a_refused_commit_folds_again_from_an_untouched_snapshot(clock: Fa
     assert (note["count"], note["version"], note["text"]) == (3, 3, "A and 2 others liked your post")
 
 
-async def test_tens_of_thousands_of_actors_count_once_each(aggregator: Aggregator, store: MemoryStore) -> None:
+async def test_tens_of_thousands_of_actors_count_once_each(aggregator: InboxApplier, store: MemoryStore) -> None:
     actors = [f"fan{i}" for i in range(20_000)]
     first = [make_event(actor=a, actor_name=a, at=timedelta(milliseconds=i)) for i, a in enumerate(actors)]
     await aggregator.apply(first[:10_000])
