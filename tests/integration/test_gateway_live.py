@@ -35,13 +35,6 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def seeder(settings: Settings) -> AsyncIterator[Seeder]:
-    seeder = Seeder(settings)
-    yield seeder
-    await seeder.close()
-
-
-@pytest.fixture
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     yield client

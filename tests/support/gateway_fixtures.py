@@ -11,7 +11,7 @@ import pytest
 
 from herald.config import Settings
 from herald.gateway import Gateway
-from tests.integration.gateway_harness import Emitter, running_gateway
+from tests.integration.gateway_harness import Emitter, Seeder, running_gateway
 
 
 @pytest.fixture
@@ -27,3 +27,11 @@ async def emitter(settings: Settings) -> AsyncIterator[Emitter]:
     sender = Emitter(settings)
     yield sender
     await sender.close()
+
+
+@pytest.fixture
+async def seeder(settings: Settings) -> AsyncIterator[Seeder]:
+    """Applies events through the real InboxApplier on Redis, as the aggregator actors do."""
+    applying = Seeder(settings)
+    yield applying
+    await applying.close()
