@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from herald.config import Settings
 from herald.errors import BrokerUnavailableError
 from herald.kafka import close_client, make_admin, start_bounded
+from tests.support.waiting import eventually
 
 ConsumerFactory = Callable[..., Awaitable[AIOKafkaConsumer]]
 TopicFactory = Callable[..., Awaitable[str]]
@@ -76,6 +77,15 @@ async def fresh_topic(admin: AIOKafkaAdminClient) -> AsyncIterator[TopicFactory]
         errors = [e for e in response.to_object()["topic_errors"] if e["error_code"] != 0]
         assert not errors, errors
         created.append(name)
+        # CreateTopics answers before every broker's metadata lists the topic: wait until a describe shows
+        # all its partitions, or a test reading it at once may find it missing.
+        await eventually(
+            lambda: admin.describe_topics([name]),
+            lambda described: len(described[0].get("partitions") or []) == partitions,
+            timeout_s=30,
+            interval_s=0.05,
+            what=f"topic {name} visible with {partitions} partitions",
+        )
         return name
 
     yield factory
