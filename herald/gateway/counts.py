@@ -37,6 +37,11 @@ class CountRefresher:
         self._generation: dict[str, int] = {}  # user -> counts sent by other paths while a read runs
         self.reads = 0
 
+    @property
+    def pending(self) -> int:
+        """Users whose count is being gathered or read right now."""
+        return len(self._running)
+
     def request(self, user_id: str, sid: str) -> None:
         self._waiting.setdefault(user_id, set()).add(sid)
         if user_id not in self._running:

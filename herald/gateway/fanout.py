@@ -69,5 +69,9 @@ class Fanout:
         if session is not None:
             await self.send_count(sid, session, unread)
 
+    @property
+    def counts_pending(self) -> int:
+        return self._counts.pending
+
     async def close(self) -> None:
         await self._counts.close()

@@ -245,6 +245,11 @@ class Gateway:
             "analytics": asdict(self.analytics.counters),
         }
 
+    @property
+    def counts_pending(self) -> int:
+        """Unread counts being gathered or read for connections (tests wait for none)."""
+        return self._fanout.counts_pending
+
     # -- counts and inbox changes ----------------------------------------------------------------------
 
     async def _read_count(self, user_id: str) -> int:

@@ -194,13 +194,18 @@ async def test_invalid_event_is_rejected_before_anything_is_sent(
     assert result.offset == 0
 
 
-async def test_missing_timestamp_is_stamped_by_the_sdk(settings: Settings, fresh_topic: TopicFactory) -> None:
+async def test_missing_timestamp_is_stamped_by_the_sdk(
+    settings: Settings, fresh_topic: TopicFactory, make_consumer: ConsumerFactory
+) -> None:
     topic = await fresh_topic("producer-stamp")
     fixed = datetime(2026, 5, 1, 12, tzinfo=UTC)
     async with NotificationProducer(settings, topic=topic, clock=lambda: fixed) as producer:
         data = event("u1")
         del data["timestamp"]
         assert (await producer.publish(data)).offset == 0
+    record = await asyncio.wait_for((await make_consumer(topic)).getone(), timeout=30)
+    stamped = datetime.fromisoformat(orjson.loads(record.value)["timestamp"].replace("Z", "+00:00"))
+    assert stamped == fixed
 
 
 async def test_unknown_topic_is_a_topic_error(settings: Settings) -> None:

@@ -44,7 +44,9 @@ def test_route_splits_valid_and_invalid_and_tracks_offsets() -> None:
 
 
 def test_a_user_always_lands_on_the_same_actor() -> None:
-    assert shard_of("user123", 64) == shard_of("user123", 64)
+    # Fixed values, not shard_of(x) == shard_of(x): every process (each reader, after each restart) must
+    # agree, which Python's salted hash() would not; a change of hash would move every user's state.
+    assert [shard_of(u, 64) for u in ("user123", "u1", "user-é")] == [1, 63, 50]
     actors = {actor_of_shard(shard_of(f"u{i}", 64), 4) for i in range(200)}
     assert actors == {0, 1, 2, 3}
 

@@ -42,7 +42,13 @@ async def test_three_likes_reach_the_client_as_one_growing_notification(
     try:
         for minute, (actor, name) in enumerate([("u42", "John"), ("u43", "Sarah"), ("u44", "Mike")]):
             await producer.publish(event_dict("user123", actor=actor, actor_name=name, at=timedelta(minutes=minute)))
-            await wait_until(lambda: bool(client.notifications), timeout_s=60, what="first notification")
+            # Each like is its own state change: wait for its version before the next one.
+            version = minute + 1
+            await wait_until(
+                lambda: any(n["version"] == version for n in client.notifications),  # noqa: B023 - awaited here
+                timeout_s=60,
+                what=f"version {version}",
+            )
 
         await wait_until(lambda: any(n["version"] == 3 for n in client.notifications), timeout_s=60, what="version 3")
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -66,13 +65,10 @@ async def test_kill_reader_and_aggregator_mid_stream(
                     bad.append(user)
             return bad
 
-        started = time.monotonic()
         await eventually(mismatched_users, lambda bad: not bad, timeout_s=300, interval_s=2, what="reference model")
-        drained_after_s = time.monotonic() - started
     finally:
         supervisor.stop()
     status = await asyncio.to_thread(pipeline.status)
     assert await _actor_pid(pipeline, "readers", 0) != reader_pid, "the killed reader was not restarted"
     assert await _actor_pid(pipeline, "aggregators", 1) != aggregator_pid, "the killed aggregator was not restarted"
     assert all(r.get("ok") for r in status["readers"]), status["readers"]
-    assert drained_after_s < 300
