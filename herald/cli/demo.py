@@ -60,7 +60,6 @@ class DemoCounters:
 
     def footer(self, elapsed_s: float) -> Table:
         readers = self.status.get("readers", [])
-        delivery = self.status.get("delivery", [])
         gateways = self.status.get("gateways", [])
         table = Table.grid(padding=(0, 3))
         table.add_row(
@@ -70,7 +69,6 @@ class DemoCounters:
             f"lag {sum(sum(r.get('lag', {}).values()) for r in readers)}",
             f"dead-lettered {sum(r.get('dead_lettered', 0) for r in readers)}",
             f"pushed live {sum(int(g.get('counters', {}).get('live_notifications', 0)) for g in gateways)}",
-            f"delivered {sum(d.get('delivered', 0) for d in delivery)}",
             "[dim]Ctrl-C stops[/dim]",
         )
         return table
