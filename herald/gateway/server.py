@@ -29,8 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 import socketio
 import uvicorn
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from socketio import packet as socketio_packet
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
@@ -58,6 +61,8 @@ EVENT_PACKET = socketio_packet.EVENT
 # Replays stop after this many pages even if the store keeps answering (an inbox is capped far below it).
 MAX_REPLAY_PAGES = 100
 SHUTDOWN_TIMEOUT_S = 5
+# Reading a gap from the inbox is retried after these delays before the client is sent to reconnect.
+GAP_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass
@@ -125,8 +130,16 @@ class Gateway:
         self._presence = Presence(
             self._redis, self.gateway_id, on_lapsed=self._fill_gap_soon, ttl_ms=self.limits.presence_ttl_ms
         )
+        # The subscription's own connection, never retried behind its back: redis-py would reconnect and
+        # re-subscribe silently, and the messages published meanwhile would be lost without a gap fill.
+        self._feed_redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            health_check_interval=10,
+            client_name=f"herald-gateway-{self.gateway_id}",
+            retry=Retry(NoBackoff(), 0),
+        )
         self._live = LiveSubscription(
-            self._redis,
+            self._feed_redis,
             self.gateway_id,
             on_entries=self._on_live,
             on_resubscribed=self._after_subscription_gap,
@@ -225,6 +238,7 @@ class Gateway:
         await self.sio.shutdown()
         await self._live.close()
         await self._presence.close()
+        await self._feed_redis.aclose()
         await self._redis.aclose()
         await self.analytics.close()
 
@@ -396,16 +410,23 @@ class Gateway:
         task.add_done_callback(lambda _t: self._filling.pop(user_id, None))
 
     async def _fill_gaps(self, user_id: str) -> None:
-        try:
-            while (since := self._gap_since.pop(user_id, None)) is not None:
+        failures = 0
+        while (since := self._gap_since.pop(user_id, None)) is not None:
+            try:
                 self.counters.gaps_filled += 1
                 await self._fill_gap(user_id, since)
-        except (HeraldError, RedisError, OSError) as exc:
-            self._gap_since.pop(user_id, None)
-            self.counters.store_errors += 1
-            log.warning("filling the live gap of %s failed (%s); disconnecting it so it replays", user_id, exc)
-            for sid in list(self._user_sids.get(user_id, ())):
-                await self.sio.disconnect(sid)
+                failures = 0
+            except (HeraldError, RedisError, OSError) as exc:
+                self.counters.store_errors += 1
+                failures += 1
+                if failures > len(GAP_RETRY_DELAYS_S):
+                    log.warning("filling the live gap of %s failed (%s); disconnecting it so it replays", user_id, exc)
+                    for sid in list(self._user_sids.get(user_id, ())):
+                        await self.sio.disconnect(sid)
+                    return
+                # Redis restarting, most likely: try again shortly rather than send the client away.
+                self._gap_since[user_id] = min(since, self._gap_since.get(user_id, since))
+                await asyncio.sleep(GAP_RETRY_DELAYS_S[failures - 1])
 
     async def _fill_gap(self, user_id: str, since: int) -> None:
         for _page in range(MAX_REPLAY_PAGES):
