@@ -1,6 +1,6 @@
-"""The client side of the Socket.IO protocols (DESIGN section 7): connect `auth`, client event payloads and
-their acknowledgements, for Herald's own protocol and the existing application's ("compat"). Payloads are
-validated strictly; a malformed one gets `{ok: false, error}`."""
+"""The client side of the Socket.IO protocols (docs/architecture.md, "Socket.IO protocol"): connect `auth`,
+client event payloads and their acknowledgements, for Herald's own protocol and the existing application's
+("compat"). Payloads are validated strictly; a malformed one gets `{ok: false, error}`."""
 
 from __future__ import annotations
 
