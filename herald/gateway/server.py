@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -429,14 +429,12 @@ class Gateway:
                 await asyncio.sleep(GAP_RETRY_DELAYS_S[failures - 1])
 
     async def _fill_gap(self, user_id: str, since: int) -> None:
-        for _page in range(MAX_REPLAY_PAGES):
-            items = await self._store.notifications_after(user_id, since, self.limits.replay_page_size)
+        async for items in self._inbox_after(user_id, since):
             sids = list(self._user_sids.get(user_id, ()))
-            if not items or not sids:
+            if not sids:
                 break
             for body in items:
                 await self._deliver(live.NOTIFICATION_EVENT, body, sids, count_follows=True)
-            since = max(since, *(int(body["cursor"]) for body in items))
         sids = list(self._user_sids.get(user_id, ()))
         if sids:
             unread = await self._store.unread_count(user_id)
@@ -525,17 +523,22 @@ class Gateway:
         return sid in self._sessions
 
     async def _send_backlog(self, sid: str, session: ClientSession, since: int) -> None:
-        cursor = since
-        for _page in range(MAX_REPLAY_PAGES):
-            page_size = self.limits.replay_page_size
-            items = await self._store.notifications_after(session.user_id, cursor, page_size)
-            if not items or sid not in self._sessions:
+        async for items in self._inbox_after(session.user_id, since):
+            if sid not in self._sessions:
                 return
             for body in items:
                 if session.admit(body):
                     for event, payload in translate(session.protocol, protocol.NOTIFICATION_EVENT, body).sends:
                         await self._send(sid, event, payload)
                     self.counters.replayed += 1
+
+    async def _inbox_after(self, user_id: str, cursor: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """The user's notifications changed after `cursor`, page by page in cursor order (replays and gaps)."""
+        for _page in range(MAX_REPLAY_PAGES):
+            items = await self._store.notifications_after(user_id, cursor, self.limits.replay_page_size)
+            if not items:
+                return
+            yield items
             cursor = max(cursor, *(int(body["cursor"]) for body in items))
 
     async def _send(self, sid: str, event: str, payload: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -45,13 +44,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def settings() -> Settings:
     return gateway_settings()
-
-
-@pytest.fixture
-async def seeder(settings: Settings) -> AsyncIterator[Seeder]:
-    seeder = Seeder(settings)
-    yield seeder
-    await seeder.close()
 
 
 async def test_healthz_and_page_are_served(gateway: tuple[Gateway, str]) -> None:

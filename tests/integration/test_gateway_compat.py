@@ -49,13 +49,6 @@ def settings() -> Settings:
     return gateway_settings()
 
 
-@pytest.fixture
-async def seeder(settings: Settings) -> AsyncIterator[Seeder]:
-    seeder = Seeder(settings)
-    yield seeder
-    await seeder.close()
-
-
 class Client(Recorder):
     """A Recorder that records every event, of either protocol, in order."""
 
