@@ -101,6 +101,8 @@ class ReaderActor:
             fetch_max_bytes=16 * MAX_EVENT_BYTES,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
+            fetch_max_wait_ms=self._settings.reader_fetch_max_wait_ms,
+            fetch_min_bytes=self._settings.reader_fetch_min_bytes,
         )
         self._consumer.subscribe([self._settings.events_topic], listener=_CommitOnRevoke(self))
         try:
@@ -114,6 +116,7 @@ class ReaderActor:
     def _new_checkpoint(self) -> BatchCheckpoint:
         policy = CheckpointPolicy(
             max_inflight_batches=self._settings.reader_max_inflight_batches,
+            max_call_items=self._settings.reader_max_records,
             application_retries=APPLICATION_RETRIES,
             retry_max_delay_s=APPLY_RETRY_MAX_DELAY_S,
             commit_interval_s=COMMIT_INTERVAL_S,

@@ -6,6 +6,12 @@ part of batch N+1 for an aggregator is sent only after that aggregator acknowled
 user's events are never applied out of offset order even when an aggregator dies mid-call. A batch's offsets
 become committable only after the whole batch, and every batch before it, is applied or dead-lettered.
 
+Parts that queue behind a busy aggregator go to it together, in order, as one call of at most `max_call_items`
+events (group commit): under light load every part leaves at once, so latency stays low; under heavy load the
+calls, commits and live messages per event fall as the queue grows, so the pipeline does not drown in small
+calls. If a merged call keeps failing with an application error, its parts are retried one by one, so only the
+failing part is dead-lettered.
+
 Failures of the call are classified by the caller: transient ones (the aggregator is restarting, unreachable) are
 retried forever with a capped backoff, since applying is idempotent; an application error is retried a bounded
 number of times, then that part's events go to the dead-letter sink with the reason (stage "apply", herald.dlq),
@@ -62,7 +68,8 @@ class CheckpointCounters:
 
 @dataclass(frozen=True)
 class CheckpointPolicy:
-    max_inflight_batches: int = 3
+    max_inflight_batches: int = 8
+    max_call_items: int = 2000  # events per aggregator call when queued parts are merged
     application_retries: int = 3  # retries after the first failed call, then the part is dead-lettered
     retry_initial_delay_s: float = 0.1
     retry_max_delay_s: float = 5.0
@@ -71,6 +78,8 @@ class CheckpointPolicy:
     def __post_init__(self) -> None:
         if self.max_inflight_batches < 1:
             raise ValueError("max_inflight_batches must be at least 1")
+        if self.max_call_items < 1:
+            raise ValueError("max_call_items must be at least 1")
         if self.application_retries < 0:
             raise ValueError("application_retries must not be negative")
 
@@ -81,6 +90,27 @@ CommitSink = Callable[[dict[Partition, int]], Awaitable[None]]  # next offset to
 Classifier = Callable[[Exception], ApplyFault]
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]  # seconds, monotonic
+
+
+@dataclass
+class _Part:
+    """One batch's events for one aggregator; `applied` resolves once they are applied or dead-lettered."""
+
+    items: list[PreparedEvent]
+    batch: RoutedBatch
+    applied: asyncio.Future[None]
+
+
+@dataclass
+class _Lane:
+    """What waits for one aggregator, and the task sending it (None while the lane is idle)."""
+
+    queue: list[_Part]
+    sender: asyncio.Task[None] | None = None
+
+
+class _SplitMergedCall(Exception):
+    """A merged call kept failing with an application error: retry its parts one by one."""
 
 
 class BatchCheckpoint:
@@ -112,7 +142,7 @@ class BatchCheckpoint:
         self.counters = counters if counters is not None else CheckpointCounters()
         self._name = name
         self._inflight: list[asyncio.Task[None]] = []  # batch finishers, oldest first
-        self._tails: dict[int, asyncio.Task[None]] = {}  # per aggregator: the last part sent to it
+        self._lanes: dict[int, _Lane] = {}  # per aggregator: the parts waiting for it, in order
         self._committable: dict[Partition, int] = {}  # applied but not yet committed
         self._failure: Exception | None = None
         self._stopping = False
@@ -146,11 +176,15 @@ class BatchCheckpoint:
     async def admit(self, batch: RoutedBatch) -> None:
         """Start applying a batch (after waiting for room); its records count once it is finished."""
         await self.wait_for_room()
+        loop = asyncio.get_running_loop()
         parts = []
         for actor_index, items in batch.per_actor.items():
-            part = asyncio.create_task(self._apply_after(self._tails.get(actor_index), actor_index, items, batch))
-            self._tails[actor_index] = part
-            parts.append(part)
+            part = _Part(items, batch, loop.create_future())
+            lane = self._lanes.setdefault(actor_index, _Lane([]))
+            lane.queue.append(part)
+            if lane.sender is None:
+                lane.sender = asyncio.create_task(self._send_lane(actor_index, lane))
+            parts.append(part.applied)
         previous = self._inflight[-1] if self._inflight else None
         self._inflight.append(asyncio.create_task(self._finish(previous, parts, batch)))
 
@@ -190,7 +224,7 @@ class BatchCheckpoint:
             self._failure = exc
 
     async def _finish(
-        self, previous: asyncio.Task[None] | None, parts: list[asyncio.Task[None]], batch: RoutedBatch
+        self, previous: asyncio.Task[None] | None, parts: list[asyncio.Future[None]], batch: RoutedBatch
     ) -> None:
         try:
             # Every part settles before the batch does, so no call outlives finish_inflight().
@@ -208,27 +242,67 @@ class BatchCheckpoint:
         self.counters.batches += 1
         self.counters.events += batch.event_count + len(batch.rejected)
 
-    async def _apply_after(
-        self, previous: asyncio.Task[None] | None, actor_index: int, items: list[PreparedEvent], batch: RoutedBatch
-    ) -> None:
+    async def _send_lane(self, actor_index: int, lane: _Lane) -> None:
+        """Send an aggregator what queued for it, oldest first, merged up to max_call_items per call; the next
+        call leaves only after the previous one was acknowledged."""
+        taken: list[_Part] = []
         try:
-            if previous is not None:
-                await previous  # this aggregator's part of the batch before must be applied first
-            outcome = await self._apply_until_settled(actor_index, items, batch)
-            if outcome is None:
-                return
-            self.counters.duplicates += outcome.duplicates
-            self.counters.self_skipped += outcome.self_skipped
-            rejected = [_rejected(batch, wire_id, reason) for wire_id, reason in outcome.rejected]
-            await self._dead_letter(rejected, stage=STAGE_AGGREGATOR)
-        except Exception as exc:
+            while lane.queue:
+                self._raise_if_failed()  # after a failure nothing later may be applied
+                taken = [lane.queue.pop(0)]
+                size = len(taken[0].items)
+                while lane.queue and size + len(lane.queue[0].items) <= self._policy.max_call_items:
+                    size += len(lane.queue[0].items)
+                    taken.append(lane.queue.pop(0))
+                await self._apply_parts(actor_index, taken)
+                for part in taken:
+                    part.applied.set_result(None)
+        except BaseException as exc:
+            # Every waiting part settles with the failure (or the cancellation), so no batch waits forever.
+            failed, lane.queue = [*taken, *lane.queue], []
+            for part in failed:
+                if part.applied.done():
+                    continue
+                if isinstance(exc, Exception):
+                    part.applied.set_exception(exc)
+                else:
+                    part.applied.cancel()
+            if not isinstance(exc, Exception):
+                raise
             self._fail(exc)
-            raise
+        finally:
+            lane.sender = None
+
+    async def _apply_parts(self, actor_index: int, parts: list[_Part]) -> None:
+        if len(parts) > 1:
+            try:
+                await self._apply_settled(actor_index, parts, split_on_give_up=True)
+                return
+            except _SplitMergedCall:
+                pass
+        for part in parts:
+            await self._apply_settled(actor_index, [part], split_on_give_up=False)
+
+    async def _apply_settled(self, actor_index: int, parts: list[_Part], *, split_on_give_up: bool) -> None:
+        items = parts[0].items if len(parts) == 1 else [item for part in parts for item in part.items]
+        batch_of = {item.wire_id or item.event_id: part.batch for part in parts for item in part.items}
+        outcome = await self._apply_until_settled(actor_index, items, batch_of, split_on_give_up)
+        if outcome is None:
+            return
+        self.counters.duplicates += outcome.duplicates
+        self.counters.self_skipped += outcome.self_skipped
+        rejected = [_rejected(batch_of[wire_id], wire_id, reason) for wire_id, reason in outcome.rejected]
+        await self._dead_letter(rejected, stage=STAGE_AGGREGATOR)
 
     async def _apply_until_settled(
-        self, actor_index: int, items: list[PreparedEvent], batch: RoutedBatch
+        self,
+        actor_index: int,
+        items: list[PreparedEvent],
+        batch_of: dict[str, RoutedBatch],
+        split_on_give_up: bool,
     ) -> ApplyOutcome | None:
-        """The aggregator's answer, or None once the part was dead-lettered after repeated application errors."""
+        """The aggregator's answer, or None once the part was dead-lettered after repeated application errors
+        (a merged call raises _SplitMergedCall instead, so that only the failing part is dead-lettered)."""
         delay_s = self._policy.retry_initial_delay_s
         application_failures = 0
         while True:
@@ -242,7 +316,9 @@ class BatchCheckpoint:
                     application_failures += 1
                     self.counters.application_errors += 1
                     if application_failures > self._policy.application_retries:
-                        await self._dead_letter_part(actor_index, items, batch, fault, application_failures)
+                        if split_on_give_up:
+                            raise _SplitMergedCall from exc
+                        await self._dead_letter_part(actor_index, items, batch_of, fault, application_failures)
                         return None
                 self.counters.apply_retries += 1
                 kind = "unavailable" if fault.transient else "failed"
@@ -251,11 +327,18 @@ class BatchCheckpoint:
                 delay_s = min(delay_s * 2, self._policy.retry_max_delay_s)
 
     async def _dead_letter_part(
-        self, actor_index: int, items: list[PreparedEvent], batch: RoutedBatch, fault: ApplyFault, attempts: int
+        self,
+        actor_index: int,
+        items: list[PreparedEvent],
+        batch_of: dict[str, RoutedBatch],
+        fault: ApplyFault,
+        attempts: int,
     ) -> None:
         reason = f"aggregator-{actor_index} failed {attempts} times: {fault.reason}"
         log.error("%s: dead-lettering %d events: %s", self._name, len(items), reason)
-        rejected = [_rejected(batch, item.wire_id or item.event_id, reason) for item in items]
+        rejected = [
+            _rejected(batch_of[item.wire_id or item.event_id], item.wire_id or item.event_id, reason) for item in items
+        ]
         await self._dead_letter(rejected, stage=STAGE_APPLY)
         self.counters.dead_lettered_after_errors += len(rejected)
 

@@ -120,12 +120,14 @@ def _phase(
     users: Sequence[str],
     fleet: NodeFleet,
     meter: CpuMeter,
+    pipe: Pipeline,
     rate: float,
     seconds: float,
     offset: int,
 ) -> dict[str, Any]:
     """One offered load, then the wait for its stragglers; latencies and CPU of that phase alone."""
     before = meter.snapshot()
+    calls_before = _call_counts(pipe)
     offered, kafka_ms, emit_ms, settle_s = asyncio.run(
         _load(settings, topic, run, users, rate=rate, seconds=seconds, offset=offset)
     )
@@ -133,6 +135,7 @@ def _phase(
     fleet.wait_quiet(expected=offered["published"], quiet_s=5.0, max_s=60.0)
     settle_s += time.monotonic() - waited
     after = meter.snapshot()
+    calls = {k: v - calls_before[k] for k, v in _call_counts(pipe).items()}
     got = fleet.collect()
     received = sum(c["distinct"] for c in got["clients"])
     latencies = sorted(got["latencies_ms"])
@@ -148,11 +151,20 @@ def _phase(
         "duplicates": got["duplicates"],
         "dropped_clients": got["dropped"],
         "connected_at_end": got["connected"],
+        "calls": calls,  # reader batches and aggregator calls in this phase: how much the batches filled
         "cpu_s": meter.between(before, after),
         "cpu_window_s": after.at_s - before.at_s,
         "node_rss_mib": got["rss_mib"],
         "latencies_sample_ms": latencies[:: max(1, len(latencies) // 2000)],
         "client_version": got["client_version"],
+    }
+
+
+def _call_counts(pipe: Pipeline) -> dict[str, int]:
+    status = pipe.status()
+    return {
+        "reader_batches": sum(int(h.get("batches", 0)) for h in status.get("readers", [])),
+        "aggregator_calls": sum(int(h.get("batches", 0)) for h in status.get("aggregators", [])),
     }
 
 
@@ -205,6 +217,7 @@ def run_latency(settings: Settings, *, clients: int, rates: Sequence[float], sec
                     users=users,
                     fleet=fleet,
                     meter=meter,
+                    pipe=pipe,
                     rate=rate,
                     seconds=seconds,
                     offset=offset,

@@ -63,6 +63,7 @@ class FakeAggregators:
     failures: dict[int, list[Exception]] = field(default_factory=dict)
     always_failing: dict[int, Exception] = field(default_factory=dict)
     refuse: dict[int, str] = field(default_factory=dict)  # offset -> reason the domain rejects it with
+    poison: set[int] = field(default_factory=set)  # offsets that fail every call that carries them
 
     def gate(self, actor: int, first_offset: int) -> asyncio.Event:
         return self.gates.setdefault((actor, first_offset), asyncio.Event())
@@ -74,6 +75,8 @@ class FakeAggregators:
             raise self.always_failing[actor]
         if self.failures.get(actor):
             raise self.failures[actor].pop(0)
+        if self.poison & set(offsets):
+            raise ValueError(f"cannot fold offset {min(self.poison & set(offsets))}")
         gate = self.gates.get((actor, offsets[0]))
         if gate is not None:
             await gate.wait()
@@ -123,6 +126,9 @@ class Harness:
 
 
 def harness(classify_with: Classifier = classify, **policy: float) -> Harness:
+    """By default every part is its own call (max_call_items=1), so order and failure rules are seen part by
+    part; the merging tests raise the bound."""
+    policy.setdefault("max_call_items", 1)
     aggregators, dlq, kafka, sleeps = FakeAggregators(), FakeDlq(), FakeKafka(), []
 
     async def sleep(delay_s: float) -> None:
@@ -402,3 +408,50 @@ async def test_a_failed_batch_settles_only_once_all_its_parts_have() -> None:
         await settled(finishing)
     assert h.aggregators.applied_to(0) == [[0]]
     assert h.kafka.commits == []
+
+
+async def test_parts_queued_behind_a_busy_aggregator_leave_together_in_order() -> None:
+    h = harness(max_call_items=100)
+    busy = h.aggregators.gate(0, 0)
+    await h.checkpoint.admit(make_batch({0: [0], 1: [1]}))
+    await until(lambda: h.aggregators.calls_to(0) == [[0]], "the first part sent")
+    await h.checkpoint.admit(make_batch({0: [2], 1: [3]}))
+    await h.checkpoint.admit(make_batch({1: [4], 0: [5, 6]}))
+    await until(lambda: [4] in h.aggregators.applied_to(1) or [3, 4] in h.aggregators.applied_to(1))
+    await turns()
+    assert h.aggregators.calls_to(0) == [[0]], "a queued part overtook the part in flight"
+
+    busy.set()
+    await settled(h.checkpoint.finish_inflight())
+    assert h.aggregators.calls_to(0) == [[0], [2, 5, 6]], "the queued parts were not merged into one call"
+    assert h.kafka.commits == [{(TOPIC, 0): 7}]
+    assert h.checkpoint.counters.batches == 3
+
+
+async def test_a_merged_call_stays_within_max_call_items() -> None:
+    h = harness(max_call_items=3)
+    busy = h.aggregators.gate(0, 0)
+    await h.checkpoint.admit(make_batch({0: [0]}))
+    await until(lambda: h.aggregators.calls_to(0) == [[0]])
+    for offsets in ([1, 2], [3], [4, 5], [6]):
+        await h.checkpoint.admit(make_batch({0: offsets}))
+    busy.set()
+    await settled(h.checkpoint.finish_inflight())
+    assert h.aggregators.calls_to(0) == [[0], [1, 2, 3], [4, 5, 6]]
+
+
+async def test_a_merged_call_that_keeps_failing_is_split_and_only_the_failing_part_dead_lettered() -> None:
+    h = harness(max_call_items=100, application_retries=1)
+    busy = h.aggregators.gate(0, 0)
+    h.aggregators.poison.add(4)
+    await h.checkpoint.admit(make_batch({0: [0]}))
+    await until(lambda: h.aggregators.calls_to(0) == [[0]])
+    for offsets in ([1, 2], [3, 4], [5]):
+        await h.checkpoint.admit(make_batch({0: offsets}))
+    busy.set()
+    await settled(h.checkpoint.finish_inflight())
+
+    assert h.aggregators.applied_to(0) == [[0], [1, 2], [5]]
+    assert h.aggregators.calls_to(0)[1:3] == [[1, 2, 3, 4, 5]] * 2, "the merged call was not retried first"
+    assert [(stage, offset) for stage, offset, _ in h.dlq.sent] == [("apply", 3), ("apply", 4)]
+    assert h.kafka.commits == [{(TOPIC, 0): 6}]
