@@ -116,8 +116,14 @@ class Settings(BaseSettings):
     shards: PositiveInt = 64
     aggregators: PositiveInt | None = None
     delivery_actors: PositiveInt | None = None
-    reader_max_records: PositiveInt = Field(default=2000, le=5000)  # Lua unpack() limits ids per user per call
-    reader_max_inflight_batches: PositiveInt = 3
+    # Events per fetched batch, and per aggregator call when queued batches merge (Lua unpack() limits the ids
+    # per user per call).
+    reader_max_records: PositiveInt = Field(default=2000, le=5000)
+    reader_max_inflight_batches: PositiveInt = 8
+    # How long the broker may hold a reader's fetch to gather reader_fetch_min_bytes: a few milliseconds of
+    # latency buy far fewer, fuller fetches and aggregator calls at moderate load (docs/benchmarks.md).
+    reader_fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
+    reader_fetch_min_bytes: PositiveInt = 65_536
     outbox_shards: PositiveInt = 8
     inbox_capacity: PositiveInt = 500
     # Users each aggregator remembers between batches (their seq and open groups); 0 loads every batch.
@@ -153,6 +159,27 @@ class Settings(BaseSettings):
     authjs_cookie_names: list[str] = Field(
         default_factory=lambda: ["authjs.session-token", "__Secure-authjs.session-token"]
     )
+
+    # External channels (docs/channels.md). A channel whose settings are missing has no provider: `herald doctor`
+    # names it and its deliveries are counted as unconfigured. Secrets are SecretStr so they never print.
+    smtp_url: SecretStr | None = None  # smtp://user:pass@host:port, ?starttls=1 or smtps:// for implicit TLS
+    email_from: str = "Herald <notifications@localhost>"
+    email_digest_min_priority: Literal["LOW", "NORMAL", "HIGH", "URGENT"] = "HIGH"  # below it, mail waits for a digest
+    webhook_url: str | None = None  # the default endpoint; a user's webhookUrl overrides it
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: PositiveFloat = 10.0
+    sms_url: str | None = None  # e.g. https://api.twilio.com/2010-04-01/Accounts/{account}/Messages.json
+    sms_account: str | None = None
+    sms_token: SecretStr | None = None
+    sms_from: str | None = None
+    sms_max_segments: int = Field(default=1, ge=1, le=10)
+    sms_min_priority: Literal["LOW", "NORMAL", "HIGH", "URGENT"] = "HIGH"
+    vapid_private_key_file: Path | None = None
+    vapid_subject: str | None = None  # mailto: or https: contact the push services may use
+    fcm_service_account_file: Path | None = None
+    fcm_endpoint: str = "https://fcm.googleapis.com"  # tests point it at a local server
+    push_forward_topic: str | None = Field(default=None, pattern=KAFKA_TOPIC_PATTERN)
+    delivery_timeout_s: PositiveFloat = 15.0  # one provider request
 
     @classmethod
     def settings_customise_sources(

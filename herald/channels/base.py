@@ -16,13 +16,41 @@ from herald.errors import DeliveryError
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """Where a user is reached outside the app (the user directory's contact fields, `herald users import`)."""
+
+    user_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None  # E.164, "+4915112345678"
+    locale: str | None = None
+    timezone: str | None = None  # IANA, "Europe/Berlin"
+    webhook_url: str | None = None
+    push_subscriptions: tuple[dict[str, Any], ...] = ()  # Web Push subscriptions as the browser gives them
+
+
+@dataclass(frozen=True)
 class DeliveryJob:
-    """One outbox entry: deliver `payload` (a notification body) to `user_id` over the provider's channel."""
+    """One outbox entry: deliver `payload` to `user_id` over the provider's channel.
+
+    `payload` is a notification body (herald/contracts.py), or for a digest {"digest": {"count": N, "items":
+    [bodies]}}. `delivery_id` is stable across retries and restarts: providers send it as the request's
+    idempotency key so a receiver can discard the rare repeat of a crash between send and acknowledgement.
+    """
 
     delivery_id: str
     user_id: str
     payload: dict[str, Any]
     attempts_before: int = 0  # deliveries tried by earlier owners of this entry (a reclaimed entry)
+    recipient: Recipient | None = None
+
+    @property
+    def is_digest(self) -> bool:
+        return isinstance(self.payload.get("digest"), dict)
+
+    def digest_items(self) -> list[dict[str, Any]]:
+        digest = self.payload.get("digest")
+        return list(digest.get("items", [])) if isinstance(digest, dict) else []
 
 
 @dataclass(frozen=True)
