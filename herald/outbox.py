@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,18 +20,27 @@ from redis.exceptions import RedisError, ResponseError
 
 from herald import keys
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
+from herald.delivery_gate import DeliveryGate
+from herald.preferences import Decision, Verdict
+from herald.schedule import Schedule, latest_versions
 
 log = logging.getLogger(__name__)
 
 Entry = tuple[str, str, dict[str, str], int]  # stream, entry id, fields, deliveries tried before
 MAX_SETTLING_BATCHES = 8
 OutcomeSink = Callable[[Sequence[tuple[Outcome, DeliveryJob]]], Awaitable[None]]
+RELEASE_INTERVAL_S = 1.0  # how often due deferrals and digests move back into the outbox
+SEND_NOW = Decision(Verdict.SEND)
 
 
 @dataclass
 class OutboxStats:
     delivered: int = 0
     failed: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+    digested: int = 0
+    released: int = 0
     reclaimed: int = 0
     redis_errors: int = 0
     last_error: str | None = None
@@ -50,11 +60,18 @@ class OutboxWorker:
         block_ms: int = 500,
         reclaim_idle_ms: int = 30_000,
         concurrency: int = 64,
+        gate: DeliveryGate | None = None,
+        schedule: Schedule | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._provider = provider
         self._consumer = consumer_name
-        self._streams = [keys.outbox_key(provider.channel, s) for s in range(outbox_shards)]
+        self._shards = range(outbox_shards)
+        self._streams = [keys.outbox_key(provider.channel, s) for s in self._shards]
+        self._gate = gate
+        self._schedule = schedule
+        self._clock = clock
         self._on_outcomes = on_outcomes
         self._batch_size = batch_size
         self._block_ms = block_ms
@@ -82,20 +99,36 @@ class OutboxWorker:
         await self._provider.start()
         try:
             await self.ensure_groups()
-            since_reclaim = 0.0
+            since_reclaim = since_release = 0.0
             while not self._stopping.is_set():
                 if since_reclaim <= 0:
                     await self._reclaim()
                     since_reclaim = self._reclaim_idle_ms / 4000
+                if since_release <= 0:
+                    await self.release_due()
+                    since_release = RELEASE_INTERVAL_S
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 handled = await self._read_and_deliver()
                 since_reclaim -= loop.time() - started
+                since_release -= loop.time() - started
                 if until_empty and handled == 0 and not self._settling:
                     return
         finally:
             await asyncio.gather(*self._settling, return_exceptions=True)
             await self._provider.close()
+
+    async def release_due(self) -> int:
+        """Move due deferrals and digests back into the outbox (any delivery actor may; each moves once)."""
+        if self._schedule is None:
+            return 0
+        try:
+            moved = await self._schedule.release_due(self._shards, int(self._clock() * 1000))
+        except RedisError as exc:
+            await self._note_redis_error(exc)
+            return 0
+        self.stats.released += moved
+        return moved
 
     async def _read_and_deliver(self) -> int:
         try:
@@ -145,22 +178,22 @@ class OutboxWorker:
         if not entries:
             return
 
-        async def one(entry: Entry) -> tuple[Outcome, DeliveryJob]:
-            _stream, _entry_id, fields, attempts_before = entry
-            job = DeliveryJob(
-                delivery_id=fields["id"],
-                user_id=fields["u"],
-                payload=orjson.loads(fields["d"]),
-                attempts_before=attempts_before,
-            )
-            async with self._limit:
-                return await self._provider.deliver(job), job
-
-        results = await asyncio.gather(*(one(e) for e in entries))
+        try:
+            settled = await self._send_or_hold(entries)
+        except RedisError as exc:
+            # Nothing was acknowledged: the entries stay pending and are reclaimed; holding is idempotent.
+            await self._note_redis_error(exc)
+            return
+        entries = [e for e, r in zip(entries, settled, strict=True) if r is not None]
+        results = [r for r in settled if r is not None]
+        if not results:
+            return
         for outcome, _job in results:
             if outcome.delivered:
                 self.stats.delivered += 1
                 self.stats.recent_latency_ms = [*self.stats.recent_latency_ms[-99:], outcome.latency_ms]
+            elif outcome.suppressed is not None:
+                self.stats.suppressed += 1
             else:
                 self.stats.failed += 1
         settle = asyncio.create_task(self._settle(entries, results))
@@ -168,6 +201,33 @@ class OutboxWorker:
         settle.add_done_callback(self._settling.discard)
         if len(self._settling) >= MAX_SETTLING_BATCHES:
             await asyncio.wait(self._settling, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _send_or_hold(self, entries: list[Entry]) -> list[tuple[Outcome, DeliveryJob] | None]:
+        """Per entry: its outcome (sent, failed or suppressed), or None when it left the stream for later."""
+        jobs = [_job(fields, attempts_before) for _stream, _entry_id, fields, attempts_before in entries]
+        decided = await self._gate.prepare(jobs) if self._gate else [(job, SEND_NOW) for job in jobs]
+
+        async def one(entry: Entry, job: DeliveryJob, decision: Decision) -> tuple[Outcome, DeliveryJob] | None:
+            if decision.verdict is Verdict.SUPPRESS:
+                return self._provider.suppressed(job, decision.reason), job
+            if decision.verdict in (Verdict.DEFER, Verdict.DIGEST):
+                await self._hold(entry, decision)
+                return None
+            async with self._limit:
+                return await self._provider.deliver(job), job
+
+        return await asyncio.gather(*(one(e, j, d) for e, (j, d) in zip(entries, decided, strict=True)))
+
+    async def _hold(self, entry: Entry, decision: Decision) -> None:
+        assert self._schedule is not None, "a gate that defers needs a schedule"
+        assert decision.at is not None
+        stream, entry_id, fields, _ = entry
+        due_ms = int(decision.at.timestamp() * 1000)
+        if decision.verdict is Verdict.DEFER:
+            if await self._schedule.defer(stream, entry_id, fields, due_ms):
+                self.stats.deferred += 1
+        elif await self._schedule.add_to_digest(stream, entry_id, fields, due_ms):
+            self.stats.digested += 1
 
     async def _settle(self, entries: list[Entry], results: list[tuple[Outcome, DeliveryJob]]) -> None:
         """Record the outcomes (receipts, dead letters), then acknowledge. If recording fails the entries stay
@@ -207,8 +267,22 @@ class OutboxWorker:
             "consumer": self._consumer,
             "delivered": self.stats.delivered,
             "failed": self.stats.failed,
+            "suppressed": self.stats.suppressed,
+            "deferred": self.stats.deferred,
+            "digested": self.stats.digested,
+            "released": self.stats.released,
             "reclaimed": self.stats.reclaimed,
             "redis_errors": self.stats.redis_errors,
             "last_error": self.stats.last_error,
             "p50_send_ms": latencies[len(latencies) // 2] if latencies else None,
         }
+
+
+def _job(fields: dict[str, str], attempts_before: int) -> DeliveryJob:
+    payload = orjson.loads(fields["d"])
+    digest = payload.get("digest")
+    if isinstance(digest, dict):
+        # The digest list may hold several versions of one notification: show each once, at its newest.
+        items = latest_versions([i for i in digest.get("items", []) if isinstance(i, dict)])
+        payload = {"digest": {**digest, "count": len(items), "items": items}}
+    return DeliveryJob(delivery_id=fields["id"], user_id=fields["u"], payload=payload, attempts_before=attempts_before)

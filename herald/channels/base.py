@@ -8,7 +8,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -75,7 +75,18 @@ class Outcome:
     latency_ms: float
     error: str | None = None
     notification_id: str | None = None  # None for deliveries that are not a notification (inbox changes)
+    suppressed: str | None = None  # why the user's preferences kept it from being sent (not a failure)
     finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def status(self) -> str:
+        if self.suppressed is not None:
+            return "SUPPRESSED"
+        return "DELIVERED" if self.delivered else "FAILED"
+
+    @property
+    def failed(self) -> bool:
+        return not self.delivered and self.suppressed is None
 
     def receipt(self) -> dict[str, Any]:
         """Herald's fields and, as a superset, those the existing application's consumers read
@@ -86,10 +97,10 @@ class Outcome:
             "userId": self.user_id,
             "channel": self.channel,
             "deliveryChannel": self.channel,
-            "status": "DELIVERED" if self.delivered else "FAILED",
+            "status": self.status,
             "attempts": self.attempts,
             "latencyMs": round(self.latency_ms, 3),
-            "error": self.error,
+            "error": self.error if self.suppressed is None else self.suppressed,
             "timestamp": self.finished_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
 
@@ -134,6 +145,10 @@ class ChannelProvider(ABC):
                 await self._sleep(self.policy.delay_s(attempt, exc.retry_after_s, self._rng))
             else:
                 return self._outcome(job, started, attempt)
+
+    def suppressed(self, job: DeliveryJob, reason: str) -> Outcome:
+        """The outcome of a delivery the user's preferences hold back: recorded, never sent."""
+        return replace(self._outcome(job, time.perf_counter(), 0), delivered=False, suppressed=reason)
 
     def _outcome(self, job: DeliveryJob, started: float, attempts: int, error: str | None = None) -> Outcome:
         return Outcome(

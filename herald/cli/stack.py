@@ -43,14 +43,10 @@ def up(
         raise _fail(exc) from exc
     for result in info.started:
         if result.cleaned_stale_pid is not None:
-            console.print(
-                f"[yellow]{result.name}: removed stale pid file (pid {result.cleaned_stale_pid} gone)"
-            )
+            console.print(f"[yellow]{result.name}: removed stale pid file (pid {result.cleaned_stale_pid} gone)")
         verb = "reused" if result.reused else "started"
         console.print(f"{result.name}: {verb} (pid {result.pid})")
-    console.print(
-        f"kafka {info.kafka_bootstrap}  redis {info.redis_url}  ray {info.ray_address or 'in-process'}"
-    )
+    console.print(f"kafka {info.kafka_bootstrap}  redis {info.redis_url}  ray {info.ray_address or 'in-process'}")
     console.print(f"stack file {info.stack_file}; up in {time.monotonic() - began:.1f} s", highlight=False)
 
 
@@ -72,9 +68,7 @@ def down(
         if result.graceful:
             console.print(f"{result.name}: stopped (pid {result.pid})")
         else:
-            console.print(
-                f"[yellow]warning:[/yellow] {result.name} (pid {result.pid}) ignored SIGTERM; killed"
-            )
+            console.print(f"[yellow]warning:[/yellow] {result.name} (pid {result.pid}) ignored SIGTERM; killed")
     if all(r.graceful is None for r in results):
         console.print("nothing was running")
 

@@ -91,9 +91,7 @@ def _select(only: Collection[str] | None, default: Collection[str]) -> list[str]
     return [n for n in SERVICE_NAMES if n in names]
 
 
-def up(
-    settings: Settings | None = None, *, with_ray: bool = False, only: Collection[str] | None = None
-) -> StackInfo:
+def up(settings: Settings | None = None, *, with_ray: bool = False, only: Collection[str] | None = None) -> StackInfo:
     """Start (or reuse) Redis and Kafka, and a Ray head when `with_ray`; record them in the stack file."""
     settings = settings or load_settings()
     stack = Stack.of(settings)
@@ -168,9 +166,7 @@ def env_vars(settings: Settings | None = None) -> dict[str, str]:
     ray_address = recorded.get("ray_address", settings.ray_address)
     if ray_address:
         out["HERALD_RAY_ADDRESS"] = str(ray_address)
-    secret = recorded.get("jwt_secret") or (
-        settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-    )
+    secret = recorded.get("jwt_secret") or (settings.jwt_secret.get_secret_value() if settings.jwt_secret else None)
     if secret:
         out["HERALD_JWT_SECRET"] = str(secret)
     return out

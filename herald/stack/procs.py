@@ -20,9 +20,7 @@ from herald.errors import StackError
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def spawn_detached(
-    argv: Sequence[str], *, log_path: Path, cwd: Path, env: dict[str, str] | None = None
-) -> int:
+def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Start a daemon in its own session so it survives the CLI; stdout and stderr go to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:

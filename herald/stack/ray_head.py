@@ -18,9 +18,7 @@ def ray_binary() -> str:
         return str(beside)
     found = shutil.which("ray")
     if found is None:
-        raise StackError(
-            "`ray` not found: run `scripts/dev setup` (it installs requirements.lock into .venv)"
-        )
+        raise StackError("`ray` not found: run `scripts/dev setup` (it installs requirements.lock into .venv)")
     return found
 
 

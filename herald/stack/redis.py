@@ -30,9 +30,7 @@ def redis_server_binary() -> str:
                 raise StackError(f"`{' '.join(argv)}` failed:\n{done.stderr[-2000:]}")
         found = shutil.which("redis-server")
     if found is None:
-        raise StackError(
-            "redis-server not found: run `sudo apt-get install redis-server` (or `scripts/dev setup`)"
-        )
+        raise StackError("redis-server not found: run `sudo apt-get install redis-server` (or `scripts/dev setup`)")
     return found
 
 

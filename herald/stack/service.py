@@ -133,9 +133,7 @@ class Service(ABC):
             )
 
     def _not_ready_message(self, pid: int) -> str:
-        why = (
-            "exited" if not procs.pid_alive(pid) else f"did not answer within {self.ready_timeout_s():.0f} s"
-        )
+        why = "exited" if not procs.pid_alive(pid) else f"did not answer within {self.ready_timeout_s():.0f} s"
         return f"{self.name} (pid {pid}) {why}. Last lines of {self.log_path}:\n{procs.tail(self.log_path)}"
 
     def _wait_ready(self, pid: int) -> bool:
