@@ -19,6 +19,7 @@ from typing import Any
 import ray
 
 from actors.factory import NAMESPACE, Aggregator, Delivery, Gateway, Reader, on_node, start_loop
+from herald.channels.registry import configured_channels
 from herald.config import Settings, load_settings
 from herald.contracts import ActorHealth
 from herald.topics import ensure_topics
@@ -27,8 +28,6 @@ log = logging.getLogger("herald.pipeline")
 
 # Channels delivered from the outbox by delivery actors; IN_APP is not one of them (it is pushed live by the
 # aggregators' commits to the gateways, herald/live.py), the external channels will be.
-DELIVERY_CHANNELS: tuple[str, ...] = ()
-AGGREGATED_CHANNELS = ("IN_APP", *DELIVERY_CHANNELS)
 DRAIN_TIMEOUT_S = 60.0
 NODE_CHECK_INTERVAL_S = 5.0
 STATUS_LOG_INTERVAL_S = 30.0
@@ -100,6 +99,9 @@ class Pipeline:
         """`reader_actor`: the Ray actor class of the readers, `actors.factory.Reader` unless a harness (the
         benchmark's gated reader) needs its own subclass of ReaderActor."""
         self.settings = settings or load_settings()
+        # External channels with a configured provider get delivery actors; the others are counted by the
+        # aggregators as channels_without_provider (and named by `herald doctor`), never silently dropped.
+        self.delivery_channels = configured_channels(self.settings)
         self.name = name or f"herald-{uuid.uuid4().hex[:6]}"
         self._reader_actor = Reader if reader_actor is None else reader_actor
         self.aggregators: list[Any] = []
@@ -125,7 +127,9 @@ class Pipeline:
         self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)
         log.info("starting %s with %s", self.name, self.topology)
         self.aggregators = [
-            Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(self.settings, i, AGGREGATED_CHANNELS)
+            Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(
+                self.settings, i, ("IN_APP", *self.delivery_channels)
+            )
             for i in range(self.topology.aggregators)
         ]
         self.readers, self.delivery = [], []
@@ -184,9 +188,9 @@ class Pipeline:
             )
             self.readers.append(reader)
             self._loops[start_loop(reader)] = ("reader", reader)
-        while len(self.delivery) < wanted.delivery_actors * len(DELIVERY_CHANNELS):
+        while len(self.delivery) < wanted.delivery_actors * len(self.delivery_channels):
             i = len(self.delivery)
-            channel = DELIVERY_CHANNELS[i % len(DELIVERY_CHANNELS)]
+            channel = self.delivery_channels[i % len(self.delivery_channels)]
             actor = Delivery.options(name=f"{self._prefix}-delivery-{i}").remote(self.settings, channel, i)
             self.delivery.append(actor)
             self._loops[start_loop(actor)] = ("delivery", actor)

@@ -4,33 +4,34 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from actors.loops import OwnedLoop
-from herald.channels.base import ChannelProvider, DeliveryJob, Outcome, RetryPolicy
+from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
+from herald.channels.registry import build_provider
 from herald.config import Settings
+from herald.delivery_gate import DeliveryGate
 from herald.dlq import delivery_stage, dlq_headers
 from herald.outbox import OutboxWorker
 from herald.producer import OutgoingRecord, RecordSender
 from herald.redis_pool import redis_client
+from herald.schedule import Schedule
 from herald.topics import DELIVERY_TOPIC, DLQ_TOPIC
 
 log = logging.getLogger(__name__)
 RECEIPT_HEADERS = [("content-type", b"application/json")]
 
 
-# The outbox channels and their providers. IN_APP is not one: commits push it live (herald/live.py).
-PROVIDERS: dict[str, Callable[[Settings, RetryPolicy], ChannelProvider]] = {}
-
-
 def provider_for(channel: str, settings: Settings) -> ChannelProvider:
-    factory = PROVIDERS.get(channel)
-    if factory is None:
-        raise ValueError(f"no provider for channel {channel}")
-    return factory(settings, RetryPolicy(max_attempts=settings.delivery_max_attempts))
+    """The channel's provider (herald/channels/registry.py); the pipeline starts actors for configured ones only."""
+    provider = build_provider(channel, settings)
+    if provider is None:
+        raise ValueError(f"channel {channel} is not configured")
+    return provider
 
 
 class DeliveryActor:
@@ -39,6 +40,13 @@ class DeliveryActor:
         self._channel = channel
         self._name = f"delivery-{channel.lower()}-{index}"
         self._redis = redis_client(settings.redis_url, decode_responses=True)
+        gate = DeliveryGate(
+            self._redis,
+            channel,
+            clock=time.time,
+            hourly_limit=settings.delivery_hourly_limits.get(channel),
+            digest_below=settings.email_digest_min_priority,
+        )
         self._worker = OutboxWorker(
             self._redis,
             provider_for(channel, settings),
@@ -46,6 +54,8 @@ class DeliveryActor:
             outbox_shards=settings.outbox_shards,
             on_outcomes=self._record,
             reclaim_idle_ms=int(settings.delivery_reclaim_idle_s * 1000),
+            gate=gate,
+            schedule=Schedule(self._redis, channel),
         )
         # The SDK's sender: receipts of a batch go out as per-partition Kafka batches, not one send() each.
         self._receipts = RecordSender(settings, DELIVERY_TOPIC, client_id=f"herald-{self._name}-receipts")
@@ -74,7 +84,7 @@ class DeliveryActor:
             key = outcome.user_id.encode()
             receipt = outcome.receipt()
             receipts.append(OutgoingRecord(key, orjson.dumps(receipt), RECEIPT_HEADERS, None))
-            if not outcome.delivered:
+            if outcome.failed:
                 headers = dlq_headers(reason=outcome.error or "delivery failed", stage=delivery_stage(self._channel))
                 value = orjson.dumps({"receipt": receipt, "payload": job.payload})
                 dead.append(OutgoingRecord(key, value, headers, None))

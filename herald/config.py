@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     fcm_endpoint: str = "https://fcm.googleapis.com"  # tests point it at a local server
     push_forward_topic: str | None = Field(default=None, pattern=KAFKA_TOPIC_PATTERN)
     delivery_timeout_s: PositiveFloat = 15.0  # one provider request
+    # Per user and hour on each channel; the excess waits for the user's next digest (URGENT is never held).
+    delivery_hourly_limits: dict[str, PositiveInt] = Field(default_factory=lambda: {"PUSH": 30, "SMS": 5, "EMAIL": 20})
 
     @classmethod
     def settings_customise_sources(

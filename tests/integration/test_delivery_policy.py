@@ -199,4 +199,4 @@ async def test_recipients_come_from_the_contact_book(rig: Rig) -> None:
         assert job.recipient.email == "a@example.org"
         assert job.recipient.timezone == "Asia/Tokyo"
     finally:
-        await rig.client.hdel("herald:contacts", rig.user)  # type: ignore[misc]
+        await rig.client.hdel("herald:contacts", rig.user)
