@@ -8,9 +8,11 @@ import io
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from herald.contacts import Contact, contact_from_record
 from herald.directory import DirectoryImportError, UserProfile
 
 # Accepted spellings of the avatar in import files, most specific first (`image` is what Auth.js stores).
@@ -50,16 +52,25 @@ def profile_from_record(record: Mapping[str, Any]) -> UserProfile:
     return UserProfile(user_id, name, avatar)
 
 
-def _profile_at(source: str, line: int, record: Any) -> UserProfile:
+@dataclass(frozen=True)
+class ImportedUser:
+    """One import row: the name and avatar for the directory, the contact fields for the delivery channels."""
+
+    profile: UserProfile
+    contact: Contact
+
+
+def _profile_at(source: str, line: int, record: Any) -> ImportedUser:
     if not isinstance(record, dict):
         raise DirectoryImportError(source, line, f"expected a JSON object, not {_json_type(record)}")
     try:
-        return profile_from_record(record)
+        profile = profile_from_record(record)
+        return ImportedUser(profile, contact_from_record(profile.id, record))
     except ValueError as exc:
         raise DirectoryImportError(source, line, str(exc)) from None
 
 
-def _parse_jsonl(source: str, text: str) -> list[UserProfile]:
+def _parse_jsonl(source: str, text: str) -> list[ImportedUser]:
     profiles = []
     # split("\n"), not splitlines(): that also splits at U+2028 and friends, which JSON strings may hold raw.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -93,7 +104,7 @@ def _skip_space(text: str, pos: int) -> int:
     return pos
 
 
-def _parse_json_array(source: str, text: str) -> list[UserProfile]:
+def _parse_json_array(source: str, text: str) -> list[ImportedUser]:
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -103,7 +114,7 @@ def _parse_json_array(source: str, text: str) -> list[UserProfile]:
     return [_profile_at(source, line, item) for line, item in _array_items(text, len(items))]
 
 
-def _parse_csv(source: str, text: str) -> list[UserProfile]:
+def _parse_csv(source: str, text: str) -> list[ImportedUser]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         header = reader.fieldnames
@@ -126,7 +137,7 @@ def _parse_csv(source: str, text: str) -> list[UserProfile]:
     return profiles
 
 
-_PARSERS: dict[str, Callable[[str, str], list[UserProfile]]] = {
+_PARSERS: dict[str, Callable[[str, str], list[ImportedUser]]] = {
     ".jsonl": _parse_jsonl,
     ".ndjson": _parse_jsonl,
     ".json": _parse_json_array,
@@ -135,6 +146,11 @@ _PARSERS: dict[str, Callable[[str, str], list[UserProfile]]] = {
 
 
 def load_profiles(path: Path) -> list[UserProfile]:
+    """The directory part of load_users()."""
+    return [user.profile for user in load_users(path)]
+
+
+def load_users(path: Path) -> list[ImportedUser]:
     """Read an import file, format by suffix (.jsonl/.ndjson, .json array, .csv with a header; `-` is stdin as
     JSON Lines). Every row is checked before any is returned; the first bad one raises DirectoryImportError."""
     if str(path) == "-":

@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from herald.cli.ops import fail
 from herald.config import load_settings
+from herald.contacts import Contact, ContactBook
 from herald.directory import RedisUserDirectory, UserProfile
-from herald.directory_files import load_profiles
+from herald.directory_files import load_users
 from herald.errors import HeraldError, StoreError
+from herald.redis_pool import redis_client
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,12 +39,19 @@ def _directory() -> RedisUserDirectory:
     return RedisUserDirectory.from_url(settings.redis_url, timeout_s=settings.connect_timeout_s)
 
 
-async def _remember(profiles: list[UserProfile]) -> int:
+async def _remember(profiles: list[UserProfile], contacts: list[Contact]) -> tuple[int, int]:
     directory = _directory()
+    client = redis_client(load_settings().redis_url, decode_responses=True)
     try:
-        return await directory.remember(profiles)
+        written = await directory.remember(profiles)
+        try:
+            with_contacts = await ContactBook(client).save(contacts)
+        except RedisError as exc:
+            raise StoreError(f"cannot write contacts to Redis: {exc}") from exc
+        return written, with_contacts
     finally:
         await directory.close()
+        await client.aclose()
 
 
 async def _lookup(user_ids: Sequence[str]) -> dict[str, UserProfile]:
@@ -60,21 +70,27 @@ def import_profiles(
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Add or update profiles: a new name replaces the stored one, a missing avatar keeps the stored one."""
+    """Add or update profiles: a new name replaces the stored one, a missing avatar keeps the stored one.
+
+    Optional columns email, phone (E.164), locale, timezone (IANA) and webhookUrl are the user's contact details
+    for the email, SMS and webhook channels."""
     try:
         # Parse the whole file first: a bad row on line 90 000 must not leave the first 89 999 imported.
-        profiles = load_profiles(file)
-        written = asyncio.run(_remember(profiles))
+        users = load_users(file)
+        profiles = [u.profile for u in users]
+        written, with_contacts = asyncio.run(_remember(profiles, [u.contact for u in users]))
     except StoreError as exc:
         raise _unreachable(exc) from exc
     except HeraldError as exc:
         raise fail(exc) from exc
     skipped = len(profiles) - written
     if as_json:
-        print(json.dumps({"read": len(profiles), "written": written, "skipped": skipped}))
+        print(json.dumps({"read": len(profiles), "written": written, "skipped": skipped, "contacts": with_contacts}))
         return
     note = f" ({skipped} without a name or avatar skipped)" if skipped else ""
     console.print(f"[green]wrote {written} profile(s)[/] to the user directory{note}", highlight=False)
+    if with_contacts:
+        console.print(f"[green]wrote contact details of {with_contacts} user(s)[/]", highlight=False)
 
 
 @app.command("get")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from herald.contacts import Contact
 from herald.directory import (
     DirectoryImportError,
     MemoryUserDirectory,
@@ -15,7 +16,7 @@ from herald.directory import (
     UserProfile,
     merge,
 )
-from herald.directory_files import load_profiles
+from herald.directory_files import load_profiles, load_users
 from herald.errors import HeraldError
 
 
@@ -178,3 +179,34 @@ def test_both_directories_satisfy_the_protocol() -> None:
     # Checked by mypy: a type error here means one of them drifted from UserDirectory.
     directories: list[type[UserDirectory]] = [MemoryUserDirectory, RedisUserDirectory]
     assert len(directories) == 2
+
+
+def test_contact_columns_are_read_beside_the_profile(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "u.csv",
+        "id,name,email,phone,timezone,webhookUrl\n1,Ann,ann@example.org,+4915112345678,Europe/Berlin,https://h.example/x\n2,Bo,,,,\n",
+    )
+    [ann, bo] = load_users(path)
+    assert ann.contact == Contact(
+        "1",
+        email="ann@example.org",
+        phone="+4915112345678",
+        timezone="Europe/Berlin",
+        webhook_url="https://h.example/x",
+    )
+    assert bo.contact.is_empty()
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ('{"id":"1","email":"not-an-address"}', "email"),
+        ('{"id":"1","phone":"0151 123"}', "E.164"),
+        ('{"id":"1","timezone":"Mars/Base"}', "time zone"),
+        ('{"id":"1","webhookUrl":"ftp://x"}', "webhookUrl"),
+    ],
+)
+def test_bad_contact_fields_name_the_line(tmp_path: Path, row: str, problem: str) -> None:
+    with pytest.raises(DirectoryImportError, match=f"u.jsonl, line 2: .*{problem}"):
+        load_users(write(tmp_path, "u.jsonl", '{"id":"0"}\n' + row + "\n"))
