@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from herald.cli import clients, ops, pipeline_cmds, stack, users
+from herald.cli import clients, dlq_cmds, ops, pipeline_cmds, prefs_cmds, stack, users
 
 app = typer.Typer(
     name="herald",
@@ -14,6 +14,8 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(users.app, name="users")
+app.add_typer(dlq_cmds.app, name="dlq")
+app.add_typer(prefs_cmds.app, name="prefs")
 ops.register(app)
 clients.register(app)
 pipeline_cmds.register(app)

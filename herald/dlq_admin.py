@@ -1,0 +1,156 @@
+"""Reading `notification-dlq` and sending its entries back (`herald dlq list|show|redrive`).
+
+A redrive is idempotent twice over: Redis remembers which DLQ offsets were redriven (a second redrive of the same
+entry does nothing), and what is sent back keeps its identity: a failed delivery re-enters its channel's outbox
+with the same delivery id (the providers' idempotency key), a rejected event re-enters the events topic with its
+event id (the aggregators' dedup drops it if it was applied after all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from herald import dlq, keys
+from herald.config import Settings
+from herald.kafka import close_client, make_producer, start_bounded
+from herald.topics import DLQ_TOPIC, describe_topics, topic_specs
+
+REDRIVEN_KEY = "herald:dlq:redriven"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    stage: str
+    reason: str
+    key: str | None
+    value: bytes
+
+    @property
+    def ref(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def channel(self) -> str | None:
+        return self.stage.split(":", 1)[1] if self.stage.startswith("delivery:") else None
+
+    def to_json(self, *, with_value: bool = False) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "ref": self.ref,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestampMs": self.timestamp_ms,
+            "stage": self.stage,
+            "reason": self.reason,
+            "key": self.key,
+        }
+        if with_value:
+            try:
+                doc["value"] = orjson.loads(self.value)
+            except orjson.JSONDecodeError:
+                doc["value"] = self.value.decode(errors="replace")
+        return doc
+
+
+async def read_dead_letters(settings: Settings, *, limit: int | None = None) -> list[DeadLetter]:
+    """Every DLQ record from the beginning to the end as of now (oldest first), without joining a group."""
+    dlq_spec = [s for s in topic_specs(settings) if s.name == DLQ_TOPIC]
+    [report] = await describe_topics(settings, dlq_spec)
+    if not report.partitions:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await start_bounded(consumer, settings, "DLQ reader")
+    try:
+        partitions = [TopicPartition(DLQ_TOPIC, p) for p in range(report.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[DeadLetter] = []
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batch.items():
+                for r in records:
+                    if r.offset < ends[tp]:
+                        found.append(_dead_letter(r))
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        found.sort(key=lambda d: (d.timestamp_ms, d.partition, d.offset))
+        return found[-limit:] if limit else found
+    finally:
+        await close_client(consumer)
+
+
+def _dead_letter(record: Any) -> DeadLetter:
+    headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
+    return DeadLetter(
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        stage=headers.get(dlq.HEADER_STAGE, "unknown"),
+        reason=headers.get(dlq.HEADER_REASON, ""),
+        key=record.key.decode(errors="replace") if record.key else None,
+        value=record.value or b"",
+    )
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    redriven: list[str]
+    already: list[str]  # redriven before: left alone
+    refused: dict[str, str]  # ref -> why it cannot go back
+
+
+async def redrive(settings: Settings, letters: list[DeadLetter]) -> RedriveResult:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    producer = make_producer(settings, client_id="herald-dlq-redrive")
+    await start_bounded(producer, settings, "DLQ redrive producer")
+    redriven: list[str] = []
+    already: list[str] = []
+    refused: dict[str, str] = {}
+    try:
+        for letter in letters:
+            target = _target(letter, settings)
+            if isinstance(target, str):
+                refused[letter.ref] = target
+                continue
+            if not await client.sadd(REDRIVEN_KEY, letter.ref):
+                already.append(letter.ref)
+                continue
+            try:
+                if target["kind"] == "outbox":
+                    await client.xadd(target["stream"], target["fields"])
+                else:
+                    key = letter.key.encode() if letter.key else None
+                    await (await producer.send(settings.events_topic, letter.value, key=key))
+            except Exception:
+                await client.srem(REDRIVEN_KEY, letter.ref)  # not sent: may be retried
+                raise
+            redriven.append(letter.ref)
+    finally:
+        await close_client(producer)
+        await client.aclose()
+    return RedriveResult(redriven, already, refused)
+
+
+def _target(letter: DeadLetter, settings: Settings) -> dict[str, Any] | str:
+    """Where an entry goes back to, or why it cannot."""
+    if letter.channel is None:
+        if letter.stage in (dlq.STAGE_AGGREGATOR, dlq.STAGE_APPLY):
+            return {"kind": "events"}
+        return f"stage {letter.stage!r}: the record itself is malformed; fix and publish it again"
+    try:
+        doc = orjson.loads(letter.value)
+        receipt, payload = doc["receipt"], doc["payload"]
+        fields = {"id": receipt["deliveryId"], "u": receipt["userId"], "d": orjson.dumps(payload).decode()}
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return "not a delivery dead letter Herald wrote (no receipt and payload)"
+    shard = keys.outbox_shard_of(fields["u"], settings.outbox_shards)
+    return {"kind": "outbox", "stream": keys.outbox_key(letter.channel, shard), "fields": fields}
