@@ -4,6 +4,7 @@ the redrive runs."""
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import orjson
 import pytest
@@ -17,6 +18,10 @@ from herald.kafka import close_client, make_producer, start_bounded
 from herald.topics import DLQ_TOPIC
 
 pytestmark = pytest.mark.integration
+
+
+async def _entries(client: aioredis.Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
+    return cast(list[tuple[str, dict[str, str]]], await client.xrange(stream))
 
 
 async def test_a_failed_delivery_is_listed_and_redriven_into_its_outbox_once(settings: Settings) -> None:
@@ -51,11 +56,11 @@ async def test_a_failed_delivery_is_listed_and_redriven_into_its_outbox_once(set
         assert "malformed" in first.refused[mine[1].ref]
         assert second.redriven == []
         assert second.already == [mine[0].ref]
-        entries = [fields for _id, fields in await client.xrange(stream) if fields.get("u") == user]
+        entries = [fields for _id, fields in await _entries(client, stream) if fields.get("u") == user]
         assert [e["id"] for e in entries] == [delivery_id], "the delivery did not come back once, with its id"
         assert orjson.loads(entries[0]["d"])["text"] == "hi"
     finally:
-        for entry_id, fields in await client.xrange(stream):
+        for entry_id, fields in await _entries(client, stream):
             if fields.get("u") == user:
                 await client.xdel(stream, entry_id)
         await client.srem(REDRIVEN_KEY, *(d.ref for d in mine))
