@@ -71,9 +71,7 @@ def show(ref: Annotated[str, typer.Argument(help="partition:offset, as `dlq list
 
 @app.command("redrive")
 def redrive_letters(
-    refs: Annotated[
-        list[str] | None, typer.Argument(help="partition:offset of each entry, or use --stage.")
-    ] = None,
+    refs: Annotated[list[str] | None, typer.Argument(help="partition:offset of each entry, or use --stage.")] = None,
     stage: Annotated[str | None, typer.Option(help="Every entry of this stage, e.g. delivery:EMAIL.")] = None,
     as_json: JsonOption = False,
 ) -> None:

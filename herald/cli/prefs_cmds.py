@@ -49,9 +49,7 @@ def get(user_id: Annotated[str, typer.Argument(help="The user.")]) -> None:
 @app.command("set")
 def set_(
     user_id: Annotated[str, typer.Argument(help="The user.")],
-    preferences: Annotated[
-        str, typer.Argument(help='JSON, e.g. {"digest": "daily"}')
-    ],
+    preferences: Annotated[str, typer.Argument(help='JSON, e.g. {"digest": "daily"}')],
 ) -> None:
     """Replace a user's preferences (validated first; a bad field is named and nothing is sent)."""
     try:

@@ -34,6 +34,7 @@ async def test_a_pool_that_stays_exhausted_fails_loudly(settings: Settings) -> N
     admin = redis_client(settings.redis_url, decode_responses=True)
     empty = f"herald-test-empty-{uuid.uuid4().hex}"
     try:
+
         async def hold() -> object:
             return await client.blpop([empty], timeout=2)
 

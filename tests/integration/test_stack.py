@@ -29,9 +29,7 @@ def shared() -> Settings:
     settings = load_settings()
     states = {row.name: row.state for row in stack.status(settings)}
     if states.get("kafka") != "running" or states.get("redis") != "running":
-        pytest.fail(
-            f"the local stack is not running ({states}); run `herald stack up` (scripts/dev test does)"
-        )
+        pytest.fail(f"the local stack is not running ({states}); run `herald stack up` (scripts/dev test does)")
     return settings
 
 
@@ -51,9 +49,7 @@ def private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting
 
 
 def _dead_pid() -> int:
-    proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
-    )
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     return int(proc.stdout)
 
 
