@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from herald.channels.breaker import CircuitBreaker
 from herald.errors import DeliveryError
 
 
@@ -118,6 +119,8 @@ class ChannelProvider(ABC):
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rng = rng
+        # Set by the delivery actor (herald/channels/breaker.py); None sends without one (tests, tools).
+        self.breaker: CircuitBreaker | None = None
 
     async def start(self) -> None:
         """Open connections; the default provider holds none."""
@@ -136,15 +139,35 @@ class ChannelProvider(ABC):
         started = time.perf_counter()
         attempt = job.attempts_before
         while True:
+            if self.breaker is not None:
+                await self.breaker.acquire(self._sleep)  # an open circuit waits; it spends no attempt
             attempt += 1
             try:
                 await self.send(job)
             except DeliveryError as exc:
+                if self._tell_breaker(exc):
+                    attempt -= 1  # the provider is down, not this delivery: the open circuit makes it wait
+                    continue
                 if not exc.retriable or attempt >= self.policy.max_attempts:
                     return self._outcome(job, started, attempt, error=exc.reason)
                 await self._sleep(self.policy.delay_s(attempt, exc.retry_after_s, self._rng))
+            except BaseException:
+                if self.breaker is not None:
+                    self.breaker.released()
+                raise
             else:
+                if self.breaker is not None:
+                    self.breaker.succeeded()
                 return self._outcome(job, started, attempt)
+
+    def _tell_breaker(self, exc: DeliveryError) -> bool:
+        """True when the failure left the circuit open."""
+        if self.breaker is None:
+            return False
+        if exc.retriable:
+            return self.breaker.failed()
+        self.breaker.released()
+        return False
 
     def suppressed(self, job: DeliveryJob, reason: str) -> Outcome:
         """The outcome of a delivery the user's preferences hold back: recorded, never sent."""
