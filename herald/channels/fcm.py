@@ -131,7 +131,10 @@ class FcmSender(PushSender):
                 return str(current)
             request = google.auth.transport.requests.Request()
             try:
-                await asyncio.to_thread(self._credentials.refresh, request)
+                # google-auth gives the token request no timeout of its own.
+                await asyncio.wait_for(asyncio.to_thread(self._credentials.refresh, request), self._timeout_s)
+            except TimeoutError as exc:
+                raise DeliveryError(f"FCM token endpoint silent for {self._timeout_s:g}s", retriable=True) from exc
             except google.auth.exceptions.TransportError as exc:
                 raise DeliveryError(f"FCM token endpoint unreachable: {exc}", retriable=True) from exc
             except google.auth.exceptions.RefreshError as exc:
@@ -166,7 +169,7 @@ class FcmSender(PushSender):
         if code == "UNREGISTERED":
             raise SubscriptionGone(f"FCM answered {status} UNREGISTERED")
         reason = f"FCM answered {status} {code or ''}: {response.text[:200]}".replace("  ", " ")
-        if status in (429, 500, 503):
+        if status == 429 or status >= 500:
             raise DeliveryError(reason, retriable=True, retry_after_s=retry_after_s(response.headers))
         raise DeliveryError(reason, retriable=False)
 

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from herald.channels.base import ChannelProvider, RetryPolicy
 from herald.channels.fcm import FcmSender, load_credentials
@@ -18,7 +21,39 @@ REQUIRED_SETTINGS = "vapid_private_key_file + vapid_subject, or fcm_service_acco
 
 
 class PushProvider(PushFanOutProvider):
-    """Every push subscription of the recipient, each through the sender of its protocol."""
+    """Every push subscription of the recipient, each through the sender of its protocol.
+
+    With `redis_url` it opens its own store on start, so building a provider to ask whether the channel is
+    configured (`herald doctor`) opens no connection.
+    """
+
+    def __init__(
+        self,
+        senders: Sequence[PushSender],
+        *,
+        redis_url: str | None = None,
+        redis_timeout_s: float = 10.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(senders, **options)
+        self._redis_url = redis_url
+        self._redis_timeout_s = redis_timeout_s
+        self._redis: aioredis.Redis | None = None
+
+    async def start(self) -> None:
+        if self.store is None and self._redis_url is not None:
+            # Gone subscriptions are removed from the Redis the delivery actor reads them from.
+            self._redis = redis_client(
+                self._redis_url, socket_connect_timeout=self._redis_timeout_s, socket_timeout=self._redis_timeout_s
+            )
+            self.store = PushSubscriptionStore(self._redis)
+        await super().start()
+
+    async def close(self) -> None:
+        await super().close()
+        if self._redis is not None:
+            redis, self._redis, self.store = self._redis, None, None
+            await redis.aclose()
 
 
 def senders_from_settings(settings: Settings) -> list[PushSender]:
@@ -45,6 +80,6 @@ def from_settings(settings: Settings, policy: RetryPolicy, **options: Any) -> Ch
     senders = senders_from_settings(settings)
     if not senders:
         return None
-    # The provider's own client: gone subscriptions are removed from the same Redis the delivery actor reads.
-    redis = redis_client(settings.redis_url, socket_connect_timeout=settings.connect_timeout_s)
-    return PushProvider(senders, PushSubscriptionStore(redis), policy, on_close=redis.aclose, **options)
+    return PushProvider(
+        senders, redis_url=settings.redis_url, redis_timeout_s=settings.connect_timeout_s, policy=policy, **options
+    )

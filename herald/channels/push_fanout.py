@@ -74,7 +74,6 @@ class PushFanOutProvider(ChannelProvider):
         *,
         sleep: Callable[[float], Any] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
-        on_close: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(policy, sleep=sleep, rng=rng)
         self.senders = tuple(senders)
@@ -82,7 +81,6 @@ class PushFanOutProvider(ChannelProvider):
         self.removed = 0  # subscriptions dropped because their service reported them gone
         # delivery id -> subscription key -> what it came to: "ok", "gone", or the reason it was refused
         self._progress: dict[str, dict[str, str]] = {}
-        self._on_close = on_close
 
     async def start(self) -> None:
         for sender in self.senders:
@@ -91,8 +89,6 @@ class PushFanOutProvider(ChannelProvider):
     async def close(self) -> None:
         for sender in self.senders:
             await sender.close()
-        if self._on_close is not None:
-            await self._on_close()
 
     async def deliver(self, job: DeliveryJob) -> Outcome:
         try:
@@ -112,6 +108,12 @@ class PushFanOutProvider(ChannelProvider):
     async def send(self, job: DeliveryJob) -> None:
         targets = self._targets(job)
         if not targets:
+            held = len(job.recipient.push_subscriptions) if job.recipient is not None else 0
+            if held:
+                kinds = " or ".join(s.kind for s in self.senders)
+                raise DeliveryError(
+                    f"user {job.user_id} has {held} push subscriptions, none of them {kinds}", retriable=False
+                )
             raise DeliveryError(f"user {job.user_id} has no push subscription", retriable=False)
         progress = self._progress.setdefault(job.delivery_id, {})
         pending = [t for t in targets if t[0] not in progress]

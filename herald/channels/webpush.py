@@ -104,6 +104,11 @@ class WebPushSender(PushSender):
         ttl_s: int = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        try:
+            # py-vapid checks the subject only when signing: a bad one must stop startup, not every send.
+            vapid.sign({"aud": "https://push.invalid", "sub": subject, "exp": int(clock()) + 60})
+        except VapidException as exc:
+            raise ConfigError(f"vapid_subject {subject!r}: {exc} (use mailto:you@example.com or https://...)") from exc
         self._vapid = vapid
         self._subject = subject
         self._timeout_s = timeout_s
