@@ -29,7 +29,7 @@ from herald.channels import push
 from herald.channels.base import DeliveryJob, Outcome, Recipient, RetryPolicy
 from herald.channels.push_fanout import PushFanOutProvider
 from herald.config import Settings
-from herald.push_subscriptions import PushSubscriptionStore
+from herald.push_subscriptions import MAX_SUBSCRIPTIONS_PER_USER, PushSubscriptionError, PushSubscriptionStore
 from tests.integration.conftest import ConsumerFactory, TopicFactory
 from tests.support.http_sink import HttpSink, Reply, SeenRequest
 
@@ -524,3 +524,55 @@ def test_push_is_off_without_its_settings(settings: Settings) -> None:
     assert push.REQUIRED_SETTINGS == (
         "vapid_private_key_file + vapid_subject, or fcm_service_account_file, or push_forward_topic"
     )
+
+
+async def test_subscription_store_adds_refreshes_lists_and_removes(
+    store: PushSubscriptionStore, redis_client: aioredis.Redis, user_id: str
+) -> None:
+    other = f"{user_id}-other"
+    browser = Browser.create("https://push.example.net/send/abc")
+    try:
+        stored = await store.add(user_id, {**browser.subscription, "expirationTime": None})
+        assert stored == browser.subscription
+        # A browser sends its subscription again on every page load: that refreshes, it does not add.
+        await store.add(user_id, browser.subscription)
+        await store.add(user_id, {"fcmToken": "device-token"})
+        await store.add(other, {"fcmToken": "other-token"})
+
+        listed = await store.list_for([user_id, other, "nobody"])
+        assert sorted(listed[user_id], key=str) == sorted([browser.subscription, {"fcmToken": "device-token"}], key=str)
+        assert listed[other] == [{"fcmToken": "other-token"}]
+        assert listed["nobody"] == []
+        assert sorted(await redis_client.hkeys(keys.user_key(user_id, "push"))) == [
+            b"fcm:device-token",
+            browser.endpoint.encode(),
+        ]
+
+        assert await store.remove(user_id, {"fcmToken": "device-token"})
+        assert not await store.remove(user_id, "fcm:device-token")
+        assert (await store.list_for([user_id]))[user_id] == [browser.subscription]
+    finally:
+        await redis_client.delete(keys.user_key(other, "push"))
+
+
+async def test_subscription_store_refuses_malformed_input_and_skips_unreadable_values(
+    store: PushSubscriptionStore, redis_client: aioredis.Redis, user_id: str
+) -> None:
+    with pytest.raises(PushSubscriptionError) as refused:
+        await store.add(user_id, {"endpoint": "https://push.example.net/x", "keys": {"p256dh": "AAAA", "auth": "AAAA"}})
+    assert refused.value.field == "keys.p256dh"
+    assert await redis_client.exists(keys.user_key(user_id, "push")) == 0
+
+    await redis_client.hset(keys.user_key(user_id, "push"), "https://push.example.net/broken", b"{not json")
+    await store.add(user_id, {"fcmToken": "device-token"})
+    assert (await store.list_for([user_id]))[user_id] == [{"fcmToken": "device-token"}]
+
+
+async def test_subscription_store_bounds_the_devices_of_one_user(store: PushSubscriptionStore, user_id: str) -> None:
+    for n in range(MAX_SUBSCRIPTIONS_PER_USER):
+        await store.add(user_id, {"fcmToken": f"token-{n}"})
+    with pytest.raises(PushSubscriptionError, match="push subscriptions already"):
+        await store.add(user_id, {"fcmToken": "one-too-many"})
+    # Refreshing a known one is still fine at the bound.
+    await store.add(user_id, {"fcmToken": "token-0"})
+    assert len((await store.list_for([user_id]))[user_id]) == MAX_SUBSCRIPTIONS_PER_USER
