@@ -12,12 +12,14 @@ import orjson
 
 from actors.loops import OwnedLoop
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
+from herald.channels.breaker import CircuitBreaker
 from herald.channels.registry import build_provider
 from herald.config import Settings
 from herald.delivery_gate import DeliveryGate
 from herald.dlq import delivery_stage, dlq_headers
 from herald.outbox import OutboxWorker
 from herald.producer import OutgoingRecord, RecordSender
+from herald.push_subscriptions import PushSubscriptionStore
 from herald.redis_pool import redis_client
 from herald.schedule import Schedule
 from herald.topics import DELIVERY_TOPIC, DLQ_TOPIC
@@ -46,10 +48,15 @@ class DeliveryActor:
             clock=time.time,
             hourly_limit=settings.delivery_hourly_limits.get(channel),
             digest_below=settings.email_digest_min_priority,
+            push_subscriptions=PushSubscriptionStore(self._redis) if channel == "PUSH" else None,
+        )
+        provider = provider_for(channel, settings)
+        provider.breaker = CircuitBreaker(
+            threshold=settings.delivery_breaker_threshold, reset_after_s=settings.delivery_breaker_reset_s
         )
         self._worker = OutboxWorker(
             self._redis,
-            provider_for(channel, settings),
+            provider,
             consumer_name=self._name,
             outbox_shards=settings.outbox_shards,
             on_outcomes=self._record,
@@ -98,4 +105,11 @@ class DeliveryActor:
         await self._owner.run(stop())
 
     async def health(self) -> dict[str, Any]:
-        return {"actor": self._name, "ok": self._running, "pid": os.getpid(), **self._worker.health()}
+        breaker = self._worker.provider.breaker
+        return {
+            "actor": self._name,
+            "ok": self._running,
+            "pid": os.getpid(),
+            "breaker": breaker.state.value if breaker else None,
+            **self._worker.health(),
+        }

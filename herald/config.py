@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     fcm_endpoint: str = "https://fcm.googleapis.com"  # tests point it at a local server
     push_forward_topic: str | None = Field(default=None, pattern=KAFKA_TOPIC_PATTERN)
     delivery_timeout_s: PositiveFloat = 15.0  # one provider request
+    # Consecutive retriable failures that open a provider's circuit, and how long it stays open before a trial.
+    delivery_breaker_threshold: PositiveInt = 5
+    delivery_breaker_reset_s: PositiveFloat = 30.0
     # Per user and hour on each channel; the excess waits for the user's next digest (URGENT is never held).
     delivery_hourly_limits: dict[str, PositiveInt] = Field(default_factory=lambda: {"PUSH": 30, "SMS": 5, "EMAIL": 20})
 

@@ -28,6 +28,7 @@ from herald.preferences import (
     decide,
     parse_preferences,
 )
+from herald.push_subscriptions import PushSubscriptionStore
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]  # epoch seconds
@@ -47,6 +48,7 @@ class DeliveryGate:
         hourly_limit: int | None,
         digest_below: str,
         contacts: ContactBook | None = None,
+        push_subscriptions: PushSubscriptionStore | None = None,
     ) -> None:
         self._redis = client
         self._channel = channel
@@ -54,6 +56,7 @@ class DeliveryGate:
         self._hourly_limit = hourly_limit
         self._digest_below = digest_below
         self._contacts = contacts or ContactBook(client)
+        self._push = push_subscriptions
 
     async def prepare(self, jobs: Sequence[DeliveryJob]) -> list[tuple[DeliveryJob, Decision]]:
         """Each job with its recipient filled in, and the verdict for it."""
@@ -61,6 +64,7 @@ class DeliveryGate:
             return []
         users = list(dict.fromkeys(job.user_id for job in jobs))
         contacts = await self._contacts.lookup(users)
+        push = await self._push.list_for(users) if self._push is not None else {}
         preferences = await self._preferences(users)
         now = datetime.fromtimestamp(self._clock(), UTC)
         hour = int(self._clock() // 3600)
@@ -68,7 +72,7 @@ class DeliveryGate:
         decided = []
         for job in jobs:
             contact = contacts.get(job.user_id)
-            ready = replace(job, recipient=recipient(job.user_id, contact, push=()))
+            ready = replace(job, recipient=recipient(job.user_id, contact, push=push.get(job.user_id, ())))
             context = DeliveryContext(
                 now=now,
                 preferences=preferences[job.user_id],

@@ -91,6 +91,10 @@ class OutboxWorker:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    @property
+    def provider(self) -> ChannelProvider:
+        return self._provider
+
     def stop(self) -> None:
         self._stopping.set()
 

@@ -11,6 +11,7 @@ from herald.gateway.analytics import AnalyticsPublisher
 from herald.gateway.limits import GatewayLimits
 from herald.gateway.session import ClientSession
 from herald.gateway.translate import inbox_change
+from herald.push_subscriptions import PushSubscriptionError, PushSubscriptionStore
 from herald.store import InboxStore
 
 Handler = Callable[[str, ClientSession, tuple[Any, ...]], Awaitable[dict[str, Any]]]
@@ -29,23 +30,31 @@ class ClientEvents:
         *,
         announce: Announce,
         send_count: SendCount,
+        push_subscriptions: PushSubscriptionStore | None = None,
     ) -> None:
         self._store = store
         self._limits = limits
         self._analytics = analytics
         self._announce = announce
         self._send_count = send_count
+        self._push = push_subscriptions
+        push_events: dict[str, Handler] = {
+            "register_push": self._register_push,
+            "unregister_push": self._unregister_push,
+        }
         self._tables: dict[str, dict[str, Handler]] = {
             protocol.HERALD: {
                 "mark_read": self._mark_read,
                 "mark_all_read": self._mark_all_read,
                 "fetch": self._fetch,
+                **push_events,
             },
             protocol.COMPAT: {
                 compat.MARK_READ: self._compat_mark_read,
                 compat.MARK_ALL_READ: self._compat_mark_all_read,
                 compat.GET_COUNT: self._compat_get_count,
                 compat.JOIN: self._compat_join,
+                **push_events,
             },
         }
 
@@ -67,6 +76,29 @@ class ClientEvents:
         items = await self._store.notifications_before(session.user_id, request.before, request.limit)
         next_cursor = int(items[-1]["cursor"]) if len(items) >= request.limit else None
         return protocol.ok(items=items, nextCursor=next_cursor)
+
+    async def _register_push(self, _sid: str, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
+        """A Web Push subscription as the browser's PushManager gives it, or {fcmToken} from a mobile app."""
+        store = self._push_store()
+        try:
+            stored = await store.add(session.user_id, args[0] if args else None)
+        except PushSubscriptionError as exc:
+            raise protocol.ProtocolError(f"register_push: {exc}") from None
+        return protocol.ok(registered=stored.get("endpoint") or "fcm")
+
+    async def _unregister_push(self, _sid: str, session: ClientSession, args: tuple[Any, ...]) -> dict[str, Any]:
+        store = self._push_store()
+        payload = args[0] if args else None
+        try:
+            removed = await store.remove(session.user_id, payload if isinstance(payload, dict) else str(payload))
+        except PushSubscriptionError as exc:
+            raise protocol.ProtocolError(f"unregister_push: {exc}") from None
+        return protocol.ok(removed=removed)
+
+    def _push_store(self) -> PushSubscriptionStore:
+        if self._push is None:
+            raise protocol.ProtocolError("push registration is not available on this gateway")
+        return self._push
 
     # -- the existing application's protocol -------------------------------------------------------------
 

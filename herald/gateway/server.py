@@ -51,6 +51,7 @@ from herald.gateway.presence import LiveSubscription, Presence, wall_clock_ms
 from herald.gateway.session import ClientSession
 from herald.gateway.translate import translate
 from herald.live import INBOX_EVENT, LiveEntry
+from herald.push_subscriptions import PushSubscriptionStore
 from herald.redis_pool import redis_client
 from herald.store import InboxStore
 
@@ -163,7 +164,12 @@ class Gateway:
             engineio_logger=False,
         )
         self._events = ClientEvents(
-            store, self.limits, self.analytics, announce=self._announce, send_count=self._fanout.send_count
+            store,
+            self.limits,
+            self.analytics,
+            announce=self._announce,
+            send_count=self._fanout.send_count,
+            push_subscriptions=PushSubscriptionStore(self._redis),
         )
         self._http = HttpApp(self.health)
         self.asgi_app = socketio.ASGIApp(self.sio, other_asgi_app=self._http, static_files=static_files(static_dir))

@@ -4,6 +4,7 @@ auth, isolation, live delivery across gateways, replay with `since`, acks, and b
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from datetime import timedelta
 from functools import partial
@@ -15,12 +16,15 @@ import pytest
 import redis.asyncio as aioredis
 import socketio
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from actors.gateway import GatewayActor
 from herald import keys, live
 from herald.auth import mint_token
 from herald.config import Settings
 from herald.gateway import Gateway
+from herald.push_subscriptions import PushSubscriptionStore
 from herald.topics import ANALYTICS_TOPIC, ensure_topics, topic_specs
 from tests.integration.gateway_harness import (
     Emitter,
@@ -415,3 +419,41 @@ async def test_gateway_actor_starts_reports_health_and_stops(settings: Settings)
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz"):
             pass
+
+
+async def test_register_push_stores_a_checked_subscription_for_the_connected_user(
+    settings: Settings, gateway: tuple[Gateway, str]
+) -> None:
+    _gw, url = gateway
+    user = new_user()
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    subscription = {
+        "endpoint": "https://push.example/send/abc",
+        "keys": {"p256dh": _b64url(point), "auth": _b64url(b"a" * 16)},
+    }
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async with connected(url, mint_token(settings, user)) as device:
+            assert (await device.call("register_push", subscription))["ok"] is True
+            refused = await device.call("register_push", {"endpoint": "https://push.example/x", "keys": {}})
+            assert refused["ok"] is False
+            assert "p256dh" in refused["error"]
+            assert (await device.call("register_push", {"fcmToken": "device-token-1"}))["ok"] is True
+            stored = (await PushSubscriptionStore(client).list_for([user]))[user]
+            assert sorted(s.get("endpoint") or s.get("fcmToken") for s in stored) == [
+                "device-token-1",
+                "https://push.example/send/abc",
+            ]
+            assert (await device.call("unregister_push", {"fcmToken": "device-token-1"}))["removed"] is True
+            assert len((await PushSubscriptionStore(client).list_for([user]))[user]) == 1
+    finally:
+        await client.delete(keys.user_key(user, "push"))
+        await client.aclose()
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

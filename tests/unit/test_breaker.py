@@ -11,6 +11,10 @@ from herald.errors import DeliveryError
 JOB = DeliveryJob(delivery_id="n1:1:TEST", user_id="u1", payload={"id": "n1", "version": 1})
 
 
+def state_of(breaker: CircuitBreaker) -> BreakerState:
+    return breaker.state  # read afresh: the state moves with the clock
+
+
 @dataclass
 class Clock:
     now: float = 1000.0
@@ -24,22 +28,22 @@ def test_opens_after_consecutive_failures_and_half_opens_for_one_trial() -> None
     breaker = CircuitBreaker(threshold=3, reset_after_s=30, clock=clock)
     for _ in range(2):
         breaker.failed()
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     breaker.succeeded()  # a success in between resets the count
     for _ in range(3):
         breaker.failed()
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     assert not breaker.try_acquire()
     clock.now += 30
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert state_of(breaker) is BreakerState.HALF_OPEN
     assert breaker.try_acquire(), "the trial was refused"
     assert not breaker.try_acquire(), "a second send went through during the trial"
     breaker.failed()
-    assert breaker.state is BreakerState.OPEN, "a failed trial did not reopen the circuit"
+    assert state_of(breaker) is BreakerState.OPEN, "a failed trial did not reopen the circuit"
     clock.now += 30
     assert breaker.try_acquire()
     breaker.succeeded()
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.opened_count == 2
 
 
@@ -70,7 +74,7 @@ async def test_an_outage_longer_than_the_retries_costs_waiting_not_a_dead_letter
     # Two real attempts opened the circuit; after that only one trial per 30 s reached the provider.
     assert len(provider.sends) <= 2 + 100 // 30 + 1
     assert outcome.attempts < provider.policy.max_attempts, "attempts were spent while the circuit was open"
-    assert provider.breaker.state is BreakerState.CLOSED
+    assert state_of(provider.breaker) is BreakerState.CLOSED
 
 
 async def test_permanent_failures_do_not_open_the_circuit() -> None:
@@ -86,4 +90,4 @@ async def test_permanent_failures_do_not_open_the_circuit() -> None:
     provider.breaker = CircuitBreaker(threshold=2, clock=clock)
     for _ in range(5):
         assert not (await provider.deliver(JOB)).delivered
-    assert provider.breaker.state is BreakerState.CLOSED
+    assert state_of(provider.breaker) is BreakerState.CLOSED
