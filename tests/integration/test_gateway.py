@@ -444,7 +444,7 @@ async def test_register_push_stores_a_checked_subscription_for_the_connected_use
             assert "p256dh" in refused["error"]
             assert (await device.call("register_push", {"fcmToken": "device-token-1"}))["ok"] is True
             stored = (await PushSubscriptionStore(client).list_for([user]))[user]
-            assert sorted(s.get("endpoint") or s.get("fcmToken") for s in stored) == [
+            assert sorted(str(s.get("endpoint") or s.get("fcmToken")) for s in stored) == [
                 "device-token-1",
                 "https://push.example/send/abc",
             ]
