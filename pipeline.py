@@ -18,7 +18,16 @@ from typing import Any
 
 import ray
 
-from actors.factory import NAMESPACE, Aggregator, Delivery, Gateway, Reader, on_node, start_loop
+from actors.factory import (
+    NAMESPACE,
+    Aggregator,
+    Delivery,
+    Gateway,
+    PreferencesFeedActor,
+    Reader,
+    on_node,
+    start_loop,
+)
 from herald.channels.registry import configured_channels
 from herald.config import Settings, load_settings
 from herald.contracts import ActorHealth
@@ -107,6 +116,7 @@ class Pipeline:
         self.aggregators: list[Any] = []
         self.readers: list[Any] = []
         self.delivery: list[Any] = []
+        self.preferences: list[Any] = []  # the user-preferences consumer, when external channels are delivered
         self.gateways: dict[str, Any] = {}  # node id -> gateway actor pinned to it
         self._next_node_check = 0.0
         self._loops: dict[Any, tuple[str, Any]] = {}
@@ -132,8 +142,12 @@ class Pipeline:
             )
             for i in range(self.topology.aggregators)
         ]
-        self.readers, self.delivery = [], []
+        self.readers, self.delivery, self.preferences = [], [], []
         self._prefix = prefix
+        if self.delivery_channels:
+            feed = PreferencesFeedActor.options(name=f"{prefix}-preferences").remote(self.settings)
+            self.preferences.append(feed)
+            self._loops[start_loop(feed)] = ("preferences", feed)
         self.reconcile_nodes()
         self.wait_ready(settle_group=settle_group)
         return self
@@ -232,6 +246,7 @@ class Pipeline:
             "readers": self.readers,
             "aggregators": self.aggregators,
             "delivery": self.delivery,
+            "preferences": self.preferences,
             "gateways": list(self.gateways.values()),
         }
         asked = [
@@ -282,12 +297,14 @@ class Pipeline:
         ray.get([r.drain.remote() for r in self.readers], timeout=timeout_s)
         reader_loops = [ref for ref, (kind, _) in self._loops.items() if kind == "reader"]
         ray.wait(reader_loops, num_returns=len(reader_loops), timeout=timeout_s)
-        ray.get([a.drain.remote() for a in [*self.delivery, *self.gateways.values()]], timeout=timeout_s)
+        draining = [*self.delivery, *self.preferences, *self.gateways.values()]
+        ray.get([a.drain.remote() for a in draining], timeout=timeout_s)
         ray.wait(list(self._loops), num_returns=len(self._loops), timeout=timeout_s)
         self._loops.clear()
-        for actor in [*self.readers, *self.delivery, *self.aggregators, *self.gateways.values()]:
+        for actor in [*self.readers, *self.delivery, *self.preferences, *self.aggregators, *self.gateways.values()]:
             ray.kill(actor, no_restart=True)
         self.readers, self.delivery, self.aggregators, self.gateways = [], [], [], {}
+        self.preferences = []
 
 
 class BackgroundSupervisor:

@@ -10,6 +10,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.aggregator import AggregatorActor
 from actors.delivery import DeliveryActor
 from actors.gateway import GatewayActor
+from actors.preferences import PreferencesActor
 from actors.reader import ReaderActor
 
 NAMESPACE = "herald"
@@ -25,6 +26,7 @@ Reader = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(ReaderActor)
 Aggregator = _actor(max_concurrency=16, **_RESTARTING)(AggregatorActor)
 Gateway = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(GatewayActor)
 Delivery = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(DeliveryActor)
+PreferencesFeedActor = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(PreferencesActor)
 
 
 def on_node(node_id: str) -> dict[str, Any]:
