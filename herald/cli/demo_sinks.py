@@ -1,0 +1,136 @@
+"""Local stand-ins for the outside world, so `herald demo` shows every channel without an account anywhere: an SMTP
+server (aiosmtpd) for email and one HTTP server that plays a webhook receiver and an SMS API. Each delivery they
+receive becomes a line in the demo's view."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import uvicorn
+from aiosmtpd.controller import Controller
+
+from herald.channels.webhook import verify_signature
+from herald.config import Settings
+from herald.contacts import Contact
+
+SMS_ACCOUNT = "demo"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DeliveryLog:
+    """The newest deliveries the sinks received, one line each."""
+
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=8))
+    counts: dict[str, int] = field(default_factory=lambda: {"EMAIL": 0, "SMS": 0, "WEBHOOK": 0})
+
+    def add(self, channel: str, line: str) -> None:
+        self.counts[channel] += 1
+        self.lines.appendleft(f"{channel:<8}{line}")
+
+
+class _SmtpHandler:
+    def __init__(self, log: DeliveryLog) -> None:
+        self._log = log
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        message = message_from_bytes(envelope.content)
+        subject = str(make_header(decode_header(message.get("Subject", ""))))
+        self._log.add("EMAIL", f"to {', '.join(envelope.rcpt_tos)}: {subject}")
+        return "250 OK"
+
+
+class DemoSinks:
+    def __init__(self) -> None:
+        self.log = DeliveryLog()
+        self.webhook_secret = secrets.token_urlsafe(24)
+        self.sms_token = secrets.token_urlsafe(16)
+        self._smtp = Controller(_SmtpHandler(self.log), hostname="127.0.0.1", port=_free_port())
+        self._http_port = _free_port()
+        config = uvicorn.Config(
+            self._app, host="127.0.0.1", port=self._http_port, log_level="warning", lifespan="off", interface="asgi3"
+        )
+        self._http = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    def settings(self, base: Settings) -> Settings:
+        """`base` with the email, SMS and webhook channels pointed at these sinks."""
+        http = f"http://127.0.0.1:{self._http_port}"
+        return base.model_copy(
+            update={
+                "smtp_url": f"smtp://127.0.0.1:{self._smtp.port}",
+                "email_from": "Herald demo <demo@herald.localhost>",
+                "webhook_url": f"{http}/webhook",
+                "webhook_secret": self.webhook_secret,
+                "sms_url": f"{http}/sms/{{account}}/Messages.json",
+                "sms_account": SMS_ACCOUNT,
+                "sms_token": self.sms_token,
+                "sms_from": "+15550000000",
+            }
+        )
+
+    @staticmethod
+    def contact(user: str, index: int) -> Contact:
+        return Contact(user, email=f"{user}@demo.localhost", phone=f"+1555010{index:04d}", timezone="UTC")
+
+    async def __aenter__(self) -> DemoSinks:
+        self._smtp.start()
+        self._task = asyncio.create_task(self._http.serve())
+        while not self._http.started:
+            if self._task.done():
+                raise RuntimeError("the demo's HTTP sink did not start")
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._http.should_exit = True
+        if self._task is not None:
+            await self._task
+        self._smtp.stop()
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        status = self._receive(scope["path"], headers, body)
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def _receive(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        if path == "/webhook":
+            signed = verify_signature(
+                self.webhook_secret,
+                headers.get("x-herald-timestamp", ""),
+                body,
+                headers.get("x-herald-signature", ""),
+            )
+            doc = orjson.loads(body)
+            note = doc.get("notification") or {}
+            what = f"{note.get('id')} v{note.get('version')}" if note else f"digest of {doc.get('digest', {}).get('count')}"
+            self.log.add("WEBHOOK", f"{'signed' if signed else 'BAD SIGNATURE'} {doc.get('userId')}: {what}")
+            return 200 if signed else 401
+        if path.startswith("/sms/"):
+            form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
+            self.log.add("SMS", f"to {form.get('To')}: {form.get('Body')}")
+            return 201
+        return 404
