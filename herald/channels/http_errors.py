@@ -20,7 +20,7 @@ def retry_after_s(value: str | None, *, now: float | None = None) -> float | Non
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = parsedate_to_datetime(value)
