@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from herald.channels.registry import PROVIDER_MODULES, build_provider, required_settings
 from herald.config import Settings
 from herald.errors import BrokerUnavailableError, HeraldError
 from herald.kafka import close_client, make_admin, start_bounded
@@ -39,7 +40,26 @@ def doctor_timeout_s(settings: Settings) -> float:
 async def run_checks(settings: Settings) -> list[CheckResult]:
     """All checks, concurrently; Kafka yields two results (broker, topics)."""
     kafka, redis_result, ray = await asyncio.gather(check_kafka(settings), check_redis(settings), check_ray(settings))
-    return [*kafka, redis_result, ray]
+    return [*kafka, redis_result, ray, *check_channels(settings)]
+
+
+def check_channels(settings: Settings) -> list[CheckResult]:
+    """One line per external channel. Not configuring a channel is a choice, so it does not fail the check, but
+    the line says which settings turn it on; a configuration that cannot build its provider does fail it."""
+    results = []
+    for channel in PROVIDER_MODULES:
+        name = f"channel {channel}"
+        try:
+            provider = build_provider(channel, settings)
+        except Exception as exc:  # noqa: BLE001 - the doctor reports whatever is wrong with the configuration
+            results.append(CheckResult(name, False, f"misconfigured: {exc}", f"check {required_settings(channel)}"))
+            continue
+        if provider is None:
+            detail = "not configured: its deliveries are counted as channels_without_provider"
+            results.append(CheckResult(name, True, detail, f"to deliver it, set {required_settings(channel)}"))
+        else:
+            results.append(CheckResult(name, True, f"configured ({type(provider).__name__})"))
+    return results
 
 
 async def check_kafka(settings: Settings) -> list[CheckResult]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from herald.channels.breaker import CircuitBreaker
+from herald.channels.policy_errors import Skipped
 from herald.errors import DeliveryError
 
 
@@ -143,22 +144,32 @@ class ChannelProvider(ABC):
                 await self.breaker.acquire(self._sleep)  # an open circuit waits; it spends no attempt
             attempt += 1
             try:
-                await self.send(job)
+                await self._send_watched(job)
             except DeliveryError as exc:
                 if self._tell_breaker(exc):
                     attempt -= 1  # the provider is down, not this delivery: the open circuit makes it wait
                     continue
+                if isinstance(exc, Skipped):
+                    # The provider's own rule (SMS only for HIGH and above, say): recorded, not a failure.
+                    return self.suppressed(job, exc.reason)
                 if not exc.retriable or attempt >= self.policy.max_attempts:
                     return self._outcome(job, started, attempt, error=exc.reason)
                 await self._sleep(self.policy.delay_s(attempt, exc.retry_after_s, self._rng))
-            except BaseException:
-                if self.breaker is not None:
-                    self.breaker.released()
-                raise
             else:
-                if self.breaker is not None:
-                    self.breaker.succeeded()
                 return self._outcome(job, started, attempt)
+
+    async def _send_watched(self, job: DeliveryJob) -> None:
+        """send(), telling the breaker of a success or of an end that says nothing about the provider."""
+        try:
+            await self.send(job)
+        except DeliveryError:
+            raise  # the caller tells the breaker
+        except BaseException:
+            if self.breaker is not None:
+                self.breaker.released()
+            raise
+        if self.breaker is not None:
+            self.breaker.succeeded()
 
     def _tell_breaker(self, exc: DeliveryError) -> bool:
         """True when the failure left the circuit open."""

@@ -53,6 +53,10 @@ def build_provider(channel: str, settings: Settings) -> ChannelProvider | None:
     return _module(channel).from_settings(settings, retry_policy(settings))
 
 
+def required_settings(channel: str) -> str:
+    return _module(channel).REQUIRED_SETTINGS
+
+
 def channel_statuses(settings: Settings) -> list[ChannelStatus]:
     return [
         ChannelStatus(channel, build_provider(channel, settings) is not None, _module(channel).REQUIRED_SETTINGS)

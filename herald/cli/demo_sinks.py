@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -47,7 +48,7 @@ class _SmtpHandler:
     def __init__(self, log: DeliveryLog) -> None:
         self._log = log
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content)
         subject = str(make_header(decode_header(message.get("Subject", ""))))
         self._log.add("EMAIL", f"to {', '.join(envelope.rcpt_tos)}: {subject}")
@@ -113,7 +114,8 @@ class DemoSinks:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         status = self._receive(scope["path"], headers, body)
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+        reply_headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": reply_headers})
         await send({"type": "http.response.body", "body": b"{}"})
 
     def _receive(self, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -123,10 +125,12 @@ class DemoSinks:
                 headers.get("x-herald-timestamp", ""),
                 body,
                 headers.get("x-herald-signature", ""),
+                now=time.time(),
             )
             doc = orjson.loads(body)
             note = doc.get("notification") or {}
-            what = f"{note.get('id')} v{note.get('version')}" if note else f"digest of {doc.get('digest', {}).get('count')}"
+            digest = doc.get("digest") or {}
+            what = f"{note.get('id')} v{note.get('version')}" if note else f"digest of {digest.get('count')}"
             self.log.add("WEBHOOK", f"{'signed' if signed else 'BAD SIGNATURE'} {doc.get('userId')}: {what}")
             return 200 if signed else 401
         if path.startswith("/sms/"):

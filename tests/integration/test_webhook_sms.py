@@ -402,7 +402,8 @@ async def test_sms_below_minimum_priority_is_skipped(sink: HttpSink, sms: tuple[
     with pytest.raises(Skipped):
         await provider.send(job(notification(priority="LOW"), recipient=None))
     outcome = await provider.deliver(low)
-    assert (outcome.delivered, outcome.attempts) == (False, 1)
+    assert (outcome.delivered, outcome.failed, outcome.status) == (False, False, "SUPPRESSED")
+    assert "below sms_min_priority" in outcome.receipt()["error"]
     # A digest ranks as its most pressing item; URGENT and CRITICAL pass a HIGH minimum.
     digest = {"digest": {"count": 2, "items": [notification(priority="LOW"), notification(priority="NORMAL")]}}
     with pytest.raises(Skipped):
