@@ -19,8 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from herald.auth import mint_token
+from herald.cli.demo_sinks import DemoSinks
 from herald.config import Settings
+from herald.contacts import Contact, ContactBook
 from herald.producer import NotificationProducer
+from herald.redis_pool import redis_client
 from herald.workload import SocialTraffic
 
 console = Console()
@@ -77,11 +80,13 @@ class DemoCounters:
 def run_demo(settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int) -> None:
     import pipeline  # noqa: PLC0415 - Ray is imported only when the demo runs
 
-    console.print("[bold]starting Herald[/bold]: Ray, topics, readers, aggregators, gateway…")
+    sinks = DemoSinks()
+    settings = sinks.settings(settings)  # email, SMS and webhooks go to local stand-ins
+    console.print("[bold]starting Herald[/bold]: Ray, topics, readers, aggregators, gateway, delivery actors…")
     running = pipeline.Pipeline(settings, name="demo").start()
     supervisor = running.supervise_in_background()
     try:
-        asyncio.run(_demo(running, settings, seconds=seconds, users=users, rate=rate, watch=watch))
+        asyncio.run(_demo(running, settings, sinks, seconds=seconds, users=users, rate=rate, watch=watch))
     except KeyboardInterrupt:
         console.print("[yellow]stopping…[/yellow]")
     finally:
@@ -91,7 +96,28 @@ def run_demo(settings: Settings, *, seconds: float | None, users: int, rate: flo
 
 
 async def _demo(
-    running: Any, settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int
+    running: Any,
+    settings: Settings,
+    sinks: DemoSinks,
+    *,
+    seconds: float | None,
+    users: int,
+    rate: float,
+    watch: int,
+) -> None:
+    async with sinks:
+        await _demo_with_sinks(running, settings, sinks, seconds=seconds, users=users, rate=rate, watch=watch)
+
+
+async def _demo_with_sinks(
+    running: Any,
+    settings: Settings,
+    sinks: DemoSinks,
+    *,
+    seconds: float | None,
+    users: int,
+    rate: float,
+    watch: int,
 ) -> None:
     traffic = SocialTraffic(f"demo-{uuid.uuid4().hex[:4]}", users=users, popular=watch, popular_share=0.15)
     url = f"http://{settings.gateway_host}:{settings.gateway_port}"
@@ -101,16 +127,24 @@ async def _demo(
         f"{url}/?token={mint_token(settings, inboxes[0].user)}"
     )
     clients = [await _connect(url, settings, inbox) for inbox in inboxes]
+    watched = {inbox.user for inbox in inboxes}
+    await _register_contacts(settings, [sinks.contact(user, i) for i, user in enumerate(sorted(watched))])
     counters = DemoCounters()
     tasks = [
-        asyncio.create_task(_produce(settings, traffic, rate, counters)),
+        asyncio.create_task(_produce(settings, traffic, rate, counters, watched)),
         asyncio.create_task(_poll_status(running, counters)),
     ]
     started = time.monotonic()
     try:
         with Live(console=console, refresh_per_second=4, screen=False) as live:
             while seconds is None or time.monotonic() - started < seconds:
-                live.update(Group(Columns([i.panel() for i in inboxes]), counters.footer(time.monotonic() - started)))
+                live.update(
+                    Group(
+                        Columns([i.panel() for i in inboxes]),
+                        _channels_panel(sinks),
+                        counters.footer(time.monotonic() - started),
+                    )
+                )
                 await asyncio.sleep(0.25)
     finally:
         for task in tasks:
@@ -133,12 +167,38 @@ async def _connect(url: str, settings: Settings, inbox: WatchedInbox) -> Any:
     return client
 
 
-async def _produce(settings: Settings, traffic: SocialTraffic, rate: float, counters: DemoCounters) -> None:
+def _channels_panel(sinks: DemoSinks) -> Panel:
+    counts = "  ".join(f"{channel} {n}" for channel, n in sinks.log.counts.items())
+    lines = [Text(line) for line in sinks.log.lines] or [Text("waiting for email, SMS and webhooks…", style="dim")]
+    return Panel(Group(*lines), title=f"other channels (local stand-ins): {counts}", width=124)
+
+
+async def _register_contacts(settings: Settings, contacts: list[Contact]) -> None:
+    client = redis_client(settings.redis_url)
+    try:
+        await ContactBook(client).save(contacts)
+    finally:
+        await client.aclose()
+
+
+def _with_external_channels(event: dict[str, Any], watched: set[str], sequence: int) -> dict[str, Any]:
+    """Every fifth event of a watched user is HIGH and asks for every channel, so each one shows up in the demo."""
+    if event["userId"] in watched and sequence % 5 == 0:
+        return {**event, "priority": "HIGH", "channels": ["IN_APP", "EMAIL", "SMS", "WEBHOOK"]}
+    return event
+
+
+async def _produce(
+    settings: Settings, traffic: SocialTraffic, rate: float, counters: DemoCounters, watched: set[str]
+) -> None:
     tick_s = 0.1
     async with NotificationProducer(settings) as producer:
         while True:
             now = datetime.now(UTC)
-            batch = [traffic.next(now) for _ in range(max(1, round(rate * tick_s)))]
+            batch = [
+                _with_external_channels(traffic.next(now), watched, counters.published + i)
+                for i in range(max(1, round(rate * tick_s)))
+            ]
             await producer.publish_many(batch)
             counters.published += len(batch)
             await asyncio.sleep(tick_s)
