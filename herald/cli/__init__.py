@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from herald.cli import clients, dlq_cmds, ops, pipeline_cmds, prefs_cmds, stack, users
+from herald.cli import clients, dlq_cmds, ops, pipeline_cmds, prefs_cmds, push_cmds, stack, users
 
 app = typer.Typer(
     name="herald",
@@ -16,6 +16,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(users.app, name="users")
 app.add_typer(dlq_cmds.app, name="dlq")
 app.add_typer(prefs_cmds.app, name="prefs")
+app.add_typer(push_cmds.app, name="push")
 ops.register(app)
 clients.register(app)
 pipeline_cmds.register(app)

@@ -1,0 +1,148 @@
+"""External channels through the real pipeline: events -> Kafka -> readers -> aggregators -> outbox -> delivery
+actors -> local HTTP servers (an SMS API and a webhook receiver). While deliveries are deferred by quiet hours and
+gathered into a digest, the delivery actors are killed with SIGKILL; each deferred SMS and the digest still arrive,
+once (counted by idempotency key)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from herald import keys
+from herald.channels.webhook import verify_signature
+from herald.config import Settings, load_settings
+from herald.contacts import Contact, ContactBook
+from herald.producer import NotificationProducer
+from herald.schedule import schedule_key
+from pipeline import Pipeline
+from tests.integration.conftest import TopicFactory
+from tests.support.http_sink import HttpSink, Reply, SeenRequest
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.ray]
+
+QUIET_FOR_S = 20  # long enough to kill the delivery actors while the SMS wait, short enough for a test
+SECRET = "test-webhook-secret"
+
+
+def _answer(request: SeenRequest) -> Reply:
+    return Reply(201 if request.path.startswith("/sms") else 200)
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[HttpSink]:
+    async with HttpSink(_answer) as running:
+        yield running
+
+
+async def test_deferred_and_digested_deliveries_survive_killed_delivery_actors(
+    ray_runtime: None, pipeline_settings: Settings, fresh_topic: TopicFactory, sink: HttpSink
+) -> None:
+    topic = await fresh_topic("channels", partitions=3)
+    settings = load_settings(
+        events_topic=topic,
+        events_partitions=3,
+        reader_group=f"channels-{uuid.uuid4().hex[:6]}",
+        gateway_enabled=False,
+        readers=1,
+        aggregators=1,
+        delivery_actors=1,
+        delivery_reclaim_idle_s=2.0,
+        webhook_url=f"{sink.url}/hook",
+        webhook_secret=SECRET,
+        sms_url=f"{sink.url}/sms/{{account}}",
+        sms_account="acct",
+        sms_token="sms-token",
+        sms_from="+15550000000",
+        delivery_hourly_limits={"WEBHOOK": 1},
+    )
+    user = f"ch-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    await ContactBook(client).save([Contact(user, phone="+4915112345678")])
+    now = datetime.now(UTC)
+    quiet = {
+        "start": (now - timedelta(minutes=1)).time().isoformat(timespec="seconds"),
+        "end": (now + timedelta(seconds=QUIET_FOR_S)).time().isoformat(timespec="seconds"),
+        "timezone": "UTC",
+    }
+    await client.set(keys.preferences_key(user), orjson.dumps({"quietHours": quiet}))
+    running = await asyncio.to_thread(Pipeline(settings, name=f"channels-{user}").start)
+    supervisor = running.supervise_in_background()
+    try:
+        async with NotificationProducer(settings) as producer:
+            for i in range(3):
+                await producer.publish(
+                    {
+                        "eventId": f"{user}-e{i}",
+                        "type": "NOTIFICATION_CREATED",
+                        "userId": user,
+                        "priority": "HIGH",
+                        "channels": ["IN_APP", "SMS", "WEBHOOK"],
+                        "notification": {
+                            "type": "MENTIONED",
+                            "actor": {"id": f"a{i}", "name": f"A{i}"},
+                            "message": f"mention {i}",
+                        },
+                    }
+                )
+        # One webhook goes at once (the hourly limit is 1), two wait for the digest; the three SMS wait out the
+        # quiet hours. All of it is held in Redis before the delivery actors die.
+        await sink.wait_for(1, timeout_s=60)
+        sched_sms = [schedule_key("SMS", s) for s in range(settings.outbox_shards)]
+        sched_hook = [schedule_key("WEBHOOK", s) for s in range(settings.outbox_shards)]
+
+        async def held() -> tuple[int, int]:
+            return sum([await client.zcard(k) for k in sched_sms]), sum([await client.zcard(k) for k in sched_hook])
+
+        assert await eventually(held, lambda n: n == (3, 1), timeout_s=30, what="3 SMS deferred, 1 digest held")
+        assert time.time() < now.timestamp() + QUIET_FOR_S - 3, "the pipeline was too slow for this test's window"
+
+        assert len(sink.requests) == 1, "an SMS went out during the quiet hours, or the digest left early"
+        for health in await asyncio.to_thread(lambda: running.status()["delivery"]):
+            os.kill(int(health["pid"]), signal.SIGKILL)
+        # The digest's due time moves to now, as an hour passing would (its own window is an hour).
+        for key in sched_hook:
+            members = cast(list[str], await client.zrange(key, 0, -1))
+            for member in members:
+                await client.zadd(key, {member: int(time.time() * 1000)}, xx=True)
+
+        def tally() -> Counter[str]:
+            return Counter(r.headers["idempotency-key"] for r in sink.requests)
+
+        async def everything() -> Counter[str]:
+            return tally()
+
+        await eventually(everything, lambda t: len(t) == 5, timeout_s=QUIET_FOR_S + 60, what="3 SMS and 2 webhooks")
+        counts = tally()
+        assert all(n == 1 for n in counts.values()), f"a delivery arrived twice: {counts}"
+        sms = [r for r in sink.requests if r.path.startswith("/sms")]
+        hooks = [r for r in sink.requests if r.path == "/hook"]
+        assert len(sms) == 3
+        assert all(r.form()["To"] == "+4915112345678" for r in sms)
+        digest = hooks[-1].json()
+        assert digest["digest"]["count"] == 2
+        for hook in hooks:
+            assert verify_signature(
+                SECRET,
+                hook.headers["x-herald-timestamp"],
+                hook.body,
+                hook.headers["x-herald-signature"],
+                now=time.time(),
+            )
+    finally:
+        supervisor.stop()
+        await asyncio.to_thread(running.drain)
+        await client.delete(keys.preferences_key(user))
+        await client.hdel("herald:contacts", user)
+        await client.aclose()
