@@ -15,6 +15,7 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass, field
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -85,7 +86,7 @@ def envelope_sender(email_from: str) -> str:
     _, address = parseaddr(email_from)
     try:
         Address(addr_spec=address)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, HeaderParseError) as exc:
         raise ConfigError(f"email_from {email_from!r} holds no usable address") from exc
     if "@" not in address:
         raise ConfigError(f"email_from {email_from!r} holds no usable address")
@@ -148,8 +149,8 @@ class EmailProvider(ChannelProvider):
             raise DeliveryError(f"user {job.user_id} has no email address", retriable=False)
         try:
             mail = render_email(job, sender=self.email_from)
-        except ValueError as exc:  # an address the email package refuses
-            raise DeliveryError(f"user {job.user_id}: cannot address a mail: {exc}", retriable=False) from exc
+        except ValueError as exc:  # an address the email package refuses: it will not change by retrying
+            raise DeliveryError(str(exc), retriable=False) from exc
         async with self._slots:
             try:
                 await self._send_on_pooled(mail, recipient.email)
@@ -216,9 +217,7 @@ class EmailProvider(ChannelProvider):
         except (aiosmtplib.SMTPException, OSError):
             client.close()
 
-    def _delivery_error(self, exc: BaseException) -> DeliveryError:
-        if isinstance(exc, DeliveryError):
-            return exc
+    def _delivery_error(self, exc: Exception) -> DeliveryError:
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -229,8 +228,12 @@ class EmailProvider(ChannelProvider):
             what = "SMTP authentication failed" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else "SMTP"
             reason = self._redact(f"{what}: {exc.code} {exc.message}")
             return DeliveryError(reason, retriable=not 500 <= exc.code < 600)
-        if isinstance(exc, aiosmtplib.SMTPNotSupported):
-            # The server lacks what the settings require (AUTH, STARTTLS): retrying changes nothing.
+        if isinstance(exc, aiosmtplib.SMTPNotSupported) or (
+            isinstance(exc, ValueError) and not isinstance(exc, OSError)
+        ):
+            # The server lacks what the settings require (AUTH, STARTTLS), or an address is unusable: retrying
+            # changes nothing. A certificate that fails verification (an OSError too) stays retriable: while
+            # an operator renews it the breaker holds the mail instead of dead-lettering all of it.
             return DeliveryError(self._redact(f"SMTP server {self.target}: {exc}"), retriable=False)
         if isinstance(exc, aiosmtplib.SMTPException | OSError):
             return DeliveryError(self._redact(f"SMTP server {self.target}: {exc}"), retriable=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -197,7 +198,11 @@ def recipient_address(recipient: Recipient) -> Address:
     """The To address; the display name is encoded (RFC 2047) when the message is serialized."""
     if not recipient.email:
         raise ValueError(f"user {recipient.user_id} has no email address")
-    return Address(display_name=one_line(recipient.name or ""), addr_spec=recipient.email)
+    try:
+        return Address(display_name=one_line(recipient.name or ""), addr_spec=recipient.email)
+    except (ValueError, HeaderParseError) as exc:
+        # The address stays out of the reason: reasons end up in receipts and the DLQ.
+        raise ValueError(f"user {recipient.user_id} has no usable email address") from exc
 
 
 def render_email(job: DeliveryJob, *, sender: str, now: datetime | None = None) -> EmailMessage:

@@ -386,14 +386,25 @@ async def test_an_unknown_mailbox_fails_for_good(
     assert [m.rcpt_tos for m in server.recorder.mails] == [["bob@example.org"]]
 
 
-@pytest.mark.parametrize("recipient", [None, Recipient("u1", name="No Mail")])
+@pytest.mark.parametrize(
+    ("recipient", "reason"),
+    [
+        (None, "user u1 has no email address"),
+        (Recipient("u1", name="No Mail"), "user u1 has no email address"),
+        (Recipient("u1", email="a,b@example.org"), "user u1 has no usable email address"),
+        (Recipient("u1", email="a@b@example.org"), "user u1 has no usable email address"),
+    ],
+)
 async def test_a_recipient_without_an_address_fails_for_good(
-    smtp_server: ServerFactory, make_provider: Callable[..., EmailProvider], recipient: Recipient | None
+    smtp_server: ServerFactory,
+    make_provider: Callable[..., EmailProvider],
+    recipient: Recipient | None,
+    reason: str,
 ) -> None:
     server = smtp_server()
     provider = make_provider(server.url())
     outcome = await provider.deliver(job(notification(), recipient))
-    assert (outcome.delivered, outcome.attempts, outcome.error) == (False, 1, "user u1 has no email address")
+    assert (outcome.delivered, outcome.attempts, outcome.error) == (False, 1, reason)
     assert server.recorder.data_commands == 0
 
 
