@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 import uvicorn
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
 from herald.channels.webhook import verify_signature
 from herald.config import Settings
@@ -73,13 +74,14 @@ class DemoSinks:
         http = f"http://127.0.0.1:{self._http_port}"
         return base.model_copy(
             update={
-                "smtp_url": f"smtp://127.0.0.1:{self._smtp.port}",
+                # model_copy does not validate: secrets go in as SecretStr themselves.
+                "smtp_url": SecretStr(f"smtp://127.0.0.1:{self._smtp.port}"),
                 "email_from": "Herald demo <demo@herald.localhost>",
                 "webhook_url": f"{http}/webhook",
-                "webhook_secret": self.webhook_secret,
+                "webhook_secret": SecretStr(self.webhook_secret),
                 "sms_url": f"{http}/sms/{{account}}/Messages.json",
                 "sms_account": SMS_ACCOUNT,
-                "sms_token": self.sms_token,
+                "sms_token": SecretStr(self.sms_token),
                 "sms_from": "+15550000000",
             }
         )
