@@ -143,7 +143,7 @@ def test_cli_import_then_get(tmp_path: Path, new_id: NewId) -> None:
     path.write_text(f"id,name,image\n{ann},Ann,https://a/ann.png\n{bob},Bob,\n{empty},,\n", encoding="utf-8")
     imported = herald("users", "import", str(path), "--json")
     assert imported.returncode == 0, imported.stderr
-    assert json.loads(imported.stdout) == {"read": 3, "written": 2, "skipped": 1}
+    assert json.loads(imported.stdout) == {"read": 3, "written": 2, "skipped": 1, "contacts": 0}
 
     got = herald("users", "get", ann, bob, unknown, "--json")
     assert got.returncode == 0, got.stderr

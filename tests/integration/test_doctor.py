@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from herald.config import Settings
-from herald.doctor import run_checks
+from herald.doctor import check_channels, run_checks
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,8 @@ def closed_port() -> int:
 
 async def test_checks_pass_against_the_stack(settings: Settings) -> None:
     results = await run_checks(settings)
-    assert {r.name for r in results} == {"kafka", "topics", "redis", "ray"}
+    channels = {"channel EMAIL", "channel SMS", "channel WEBHOOK", "channel PUSH"}
+    assert {r.name for r in results} == {"kafka", "topics", "redis", "ray", *channels}
     failed = [r for r in results if not r.ok]
     # Topics may legitimately be missing on a fresh stack; everything else must be healthy.
     assert [r.name for r in failed if r.name != "topics"] == [], failed
@@ -59,3 +61,18 @@ def test_cli_reports_an_absent_broker_quickly() -> None:
     assert "herald stack up" in kafka_line
     assert "Traceback" not in result.stderr
     assert elapsed < 10, f"doctor took {elapsed:.1f}s"
+
+
+def test_channels_say_which_settings_turn_them_on(settings: Settings) -> None:
+    unconfigured = {r.name: r for r in check_channels(settings)}
+    assert unconfigured["channel SMS"].ok
+    assert "sms_url" in unconfigured["channel SMS"].fix
+    assert "not configured" in unconfigured["channel EMAIL"].detail
+    configured = {r.name: r for r in check_channels(settings.model_copy(update={"webhook_secret": SecretStr("s")}))}
+    assert configured["channel WEBHOOK"].detail.startswith("configured")
+    broken = settings.model_copy(
+        update={"vapid_private_key_file": Path("/nonexistent/key.pem"), "vapid_subject": "mailto:a@b.c"}
+    )
+    push = {r.name: r for r in check_channels(broken)}["channel PUSH"]
+    assert not push.ok
+    assert "misconfigured" in push.detail
