@@ -73,16 +73,19 @@ class DeliveryGate:
         for job in jobs:
             contact = contacts.get(job.user_id)
             ready = replace(job, recipient=recipient(job.user_id, contact, push=push.get(job.user_id, ())))
+            # A redelivered entry (its owner died before acknowledging) was counted and let through already: the
+            # limit must not now fold it into a digest, or the user would get it twice (alone and in the digest).
+            redelivered = job.attempts_before > 0
             context = DeliveryContext(
                 now=now,
                 preferences=preferences[job.user_id],
                 user_timezone=contact.timezone if contact else None,
                 sent_this_hour=counts[job.user_id],
-                hourly_limit=self._hourly_limit,
+                hourly_limit=None if redelivered else self._hourly_limit,
                 digest_below=self._digest_below,
             )
             decision = decide(self._channel, job.payload, context)
-            if decision.verdict is Verdict.SEND and not job.is_digest:
+            if decision.verdict is Verdict.SEND and not job.is_digest and not redelivered:
                 counts[job.user_id] += 1  # later jobs of this batch see the ones before them
             decided.append((ready, decision))
         await self._count_sends(decided, hour)
@@ -116,7 +119,7 @@ class DeliveryGate:
             return
         sent: dict[str, int] = {}
         for job, decision in decided:
-            if decision.verdict is Verdict.SEND and not job.is_digest:
+            if decision.verdict is Verdict.SEND and not job.is_digest and job.attempts_before == 0:
                 sent[job.user_id] = sent.get(job.user_id, 0) + 1
         if not sent:
             return

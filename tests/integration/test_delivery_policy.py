@@ -200,3 +200,19 @@ async def test_recipients_come_from_the_contact_book(rig: Rig) -> None:
         assert job.recipient.timezone == "Asia/Tokyo"
     finally:
         await rig.client.hdel("herald:contacts", rig.user)
+
+
+async def test_a_redelivered_entry_is_not_folded_into_the_digest_by_its_own_count(rig: Rig) -> None:
+    gate = DeliveryGate(rig.client, rig.channel, clock=rig.clock, hourly_limit=1, digest_below="HIGH")
+    body = {"id": f"{rig.user}-n0", "version": 1, "type": "MENTIONED", "priority": "HIGH", "text": "x"}
+    first = DeliveryJob(f"{rig.user}-n0:1:{rig.channel}", rig.user, body)
+    [(_, sent)] = await gate.prepare([first])
+    assert sent.verdict.value == "SEND"
+    # Its owner died before acknowledging: the same entry comes back, and the hour's count already holds it.
+    again = DeliveryJob(first.delivery_id, rig.user, body, attempts_before=1)
+    [(_, resent)] = await gate.prepare([again])
+    assert resent.verdict.value == "SEND", "a redelivery went into the digest: the user would see it twice"
+    other = DeliveryJob(f"{rig.user}-n1:1:{rig.channel}", rig.user, {**body, "id": f"{rig.user}-n1"})
+    [(_, limited)] = await gate.prepare([other])
+    assert limited.verdict.value == "DIGEST"
+    await rig.client.delete(*[key async for key in rig.client.scan_iter(keys.user_key(rig.user, "rate:*"))])
