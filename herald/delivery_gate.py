@@ -68,25 +68,26 @@ class DeliveryGate:
         preferences = await self._preferences(users)
         now = datetime.fromtimestamp(self._clock(), UTC)
         hour = int(self._clock() // 3600)
-        counts = await self._sent_this_hour(users, hour)
+        sent = await self._sent_this_hour(users, hour)
         decided = []
         for job in jobs:
             contact = contacts.get(job.user_id)
             ready = replace(job, recipient=recipient(job.user_id, contact, push=push.get(job.user_id, ())))
-            # A redelivered entry (its owner died before acknowledging) was counted and let through already: the
-            # limit must not now fold it into a digest, or the user would get it twice (alone and in the digest).
-            redelivered = job.attempts_before > 0
+            # The hour's sends are a set of delivery ids, not a counter: an entry that comes back because its
+            # owner died after letting it through is recognised and sent again (the receiver drops the repeat by
+            # its idempotency key), instead of being folded into a digest and reaching the user twice.
+            already_let_through = job.delivery_id in sent[job.user_id]
             context = DeliveryContext(
                 now=now,
                 preferences=preferences[job.user_id],
                 user_timezone=contact.timezone if contact else None,
-                sent_this_hour=counts[job.user_id],
-                hourly_limit=None if redelivered else self._hourly_limit,
+                sent_this_hour=len(sent[job.user_id]),
+                hourly_limit=None if already_let_through else self._hourly_limit,
                 digest_below=self._digest_below,
             )
             decision = decide(self._channel, job.payload, context)
-            if decision.verdict is Verdict.SEND and not job.is_digest and not redelivered:
-                counts[job.user_id] += 1  # later jobs of this batch see the ones before them
+            if decision.verdict is Verdict.SEND and not job.is_digest:
+                sent[job.user_id].add(job.delivery_id)  # later jobs of this batch see the ones before them
             decided.append((ready, decision))
         await self._count_sends(decided, hour)
         return decided
@@ -105,27 +106,30 @@ class DeliveryGate:
                 found[user] = Preferences()
         return found
 
-    async def _sent_this_hour(self, users: list[str], hour: int) -> dict[str, int]:
+    async def _sent_this_hour(self, users: list[str], hour: int) -> dict[str, set[str]]:
         if self._hourly_limit is None:
-            return dict.fromkeys(users, 0)
+            return {user: set() for user in users}
         async with self._redis.pipeline(transaction=False) as pipe:
             for user in users:
-                pipe.get(rate_key(user, self._channel, hour))
+                pipe.smembers(rate_key(user, self._channel, hour))
             raw = await pipe.execute()
-        return {user: int(value or 0) for user, value in zip(users, raw, strict=True)}
+        return {
+            user: {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+            for user, members in zip(users, raw, strict=True)
+        }
 
     async def _count_sends(self, decided: list[tuple[DeliveryJob, Decision]], hour: int) -> None:
         if self._hourly_limit is None:
             return
-        sent: dict[str, int] = {}
+        sent: dict[str, list[str]] = {}
         for job, decision in decided:
-            if decision.verdict is Verdict.SEND and not job.is_digest and job.attempts_before == 0:
-                sent[job.user_id] = sent.get(job.user_id, 0) + 1
+            if decision.verdict is Verdict.SEND and not job.is_digest:
+                sent.setdefault(job.user_id, []).append(job.delivery_id)
         if not sent:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for user, n in sent.items():
+            for user, ids in sent.items():
                 key = rate_key(user, self._channel, hour)
-                pipe.incrby(key, n)
+                pipe.sadd(key, *ids)
                 pipe.expire(key, 2 * 3600)
             await pipe.execute()

@@ -23,6 +23,7 @@ from herald.cli.demo_sinks import DemoSinks
 from herald.config import Settings
 from herald.contacts import Contact, ContactBook
 from herald.producer import NotificationProducer
+from herald.push_subscriptions import PushSubscriptionStore
 from herald.redis_pool import redis_client
 from herald.workload import SocialTraffic
 
@@ -129,6 +130,7 @@ async def _demo_with_sinks(
     clients = [await _connect(url, settings, inbox) for inbox in inboxes]
     watched = {inbox.user for inbox in inboxes}
     await _register_contacts(settings, [sinks.contact(user, i) for i, user in enumerate(sorted(watched))])
+    await _register_browsers(settings, {user: sinks.browser_subscription(user) for user in watched})
     counters = DemoCounters()
     tasks = [
         asyncio.create_task(_produce(settings, traffic, rate, counters, watched)),
@@ -169,7 +171,7 @@ async def _connect(url: str, settings: Settings, inbox: WatchedInbox) -> Any:
 
 def _channels_panel(sinks: DemoSinks) -> Panel:
     counts = "  ".join(f"{channel} {n}" for channel, n in sinks.log.counts.items())
-    lines = [Text(line) for line in sinks.log.lines] or [Text("waiting for email, SMS and webhooks…", style="dim")]
+    lines = [Text(line) for line in sinks.log.lines] or [Text("waiting for push, email, SMS, webhooks…", style="dim")]
     return Panel(Group(*lines), title=f"other channels (local stand-ins): {counts}", width=124)
 
 
@@ -181,10 +183,20 @@ async def _register_contacts(settings: Settings, contacts: list[Contact]) -> Non
         await client.aclose()
 
 
+async def _register_browsers(settings: Settings, subscriptions: dict[str, dict[str, Any]]) -> None:
+    client = redis_client(settings.redis_url)
+    try:
+        store = PushSubscriptionStore(client)
+        for user, subscription in subscriptions.items():
+            await store.add(user, subscription)
+    finally:
+        await client.aclose()
+
+
 def _with_external_channels(event: dict[str, Any], watched: set[str], sequence: int) -> dict[str, Any]:
     """Every fifth event of a watched user is HIGH and asks for every channel, so each one shows up in the demo."""
     if event["userId"] in watched and sequence % 5 == 0:
-        return {**event, "priority": "HIGH", "channels": ["IN_APP", "EMAIL", "SMS", "WEBHOOK"]}
+        return {**event, "priority": "HIGH", "channels": ["IN_APP", "PUSH", "EMAIL", "SMS", "WEBHOOK"]}
     return event
 
 

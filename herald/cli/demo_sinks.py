@@ -1,23 +1,30 @@
 """Local stand-ins for the outside world, so `herald demo` shows every channel without an account anywhere: an SMTP
-server (aiosmtpd) for email and one HTTP server that plays a webhook receiver and an SMS API. Each delivery they
-receive becomes a line in the demo's view."""
+server (aiosmtpd) for email and one HTTP server that plays a webhook receiver, an SMS API and a Web Push service
+(each watched user's "browser" subscription points at it; it decrypts what arrives with that browser's key).
+Each delivery they receive becomes a line in the demo's view."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import socket
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.header import decode_header, make_header
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import http_ece  # type: ignore[import-untyped]
 import orjson
 import uvicorn
 from aiosmtpd.controller import Controller
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
 from herald.channels.webhook import verify_signature
@@ -38,7 +45,7 @@ class DeliveryLog:
     """The newest deliveries the sinks received, one line each."""
 
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=8))
-    counts: dict[str, int] = field(default_factory=lambda: {"EMAIL": 0, "SMS": 0, "WEBHOOK": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"EMAIL": 0, "PUSH": 0, "SMS": 0, "WEBHOOK": 0})
 
     def add(self, channel: str, line: str) -> None:
         self.counts[channel] += 1
@@ -68,6 +75,15 @@ class DemoSinks:
         )
         self._http = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._dir = tempfile.TemporaryDirectory(prefix="herald-demo-")
+        self._vapid_file = Path(self._dir.name) / "vapid.pem"
+        vapid_key = ec.generate_private_key(ec.SECP256R1())
+        self._vapid_file.write_bytes(
+            vapid_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        self._browsers: dict[str, tuple[ec.EllipticCurvePrivateKey, bytes]] = {}  # user -> (key, auth secret)
 
     def settings(self, base: Settings) -> Settings:
         """`base` with the email, SMS and webhook channels pointed at these sinks."""
@@ -83,6 +99,8 @@ class DemoSinks:
                 "sms_account": SMS_ACCOUNT,
                 "sms_token": SecretStr(self.sms_token),
                 "sms_from": "+15550000000",
+                "vapid_private_key_file": self._vapid_file,
+                "vapid_subject": "mailto:demo@herald.localhost",
             }
         )
 
@@ -104,6 +122,18 @@ class DemoSinks:
         if self._task is not None:
             await self._task
         self._smtp.stop()
+        self._dir.cleanup()
+
+    def browser_subscription(self, user: str) -> dict[str, Any]:
+        """A Web Push subscription as a browser would make it, pointing at this sink's push service."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        auth = secrets.token_bytes(16)
+        self._browsers[user] = (key, auth)
+        point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        return {
+            "endpoint": f"http://127.0.0.1:{self._http_port}/push/{user}",
+            "keys": {"p256dh": _b64url(point), "auth": _b64url(auth)},
+        }
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -135,8 +165,19 @@ class DemoSinks:
             what = f"{note.get('id')} v{note.get('version')}" if note else f"digest of {digest.get('count')}"
             self.log.add("WEBHOOK", f"{'signed' if signed else 'BAD SIGNATURE'} {doc.get('userId')}: {what}")
             return 200 if signed else 401
+        if path.startswith("/push/"):
+            user = path.removeprefix("/push/")
+            key, auth = self._browsers[user]
+            message = orjson.loads(http_ece.decrypt(body, private_key=key, auth_secret=auth, version="aes128gcm"))
+            what = message.get("text") or f"{message.get('digest')} new notifications"
+            self.log.add("PUSH", f"to {user}'s browser (decrypted): {what}")
+            return 201
         if path.startswith("/sms/"):
             form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
             self.log.add("SMS", f"to {form.get('To')}: {form.get('Body')}")
             return 201
         return 404
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

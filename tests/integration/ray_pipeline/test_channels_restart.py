@@ -24,7 +24,7 @@ from herald.channels.webhook import verify_signature
 from herald.config import Settings, load_settings
 from herald.contacts import Contact, ContactBook
 from herald.producer import NotificationProducer
-from herald.schedule import schedule_key
+from herald.schedule import digest_prefix, schedule_key
 from pipeline import Pipeline
 from tests.integration.conftest import TopicFactory
 from tests.support.http_sink import HttpSink, Reply, SeenRequest
@@ -107,10 +107,13 @@ async def test_deferred_and_digested_deliveries_survive_killed_delivery_actors(
             members = [m for k in keys_ for m in cast(list[str], await client.zrange(k, 0, -1))]
             return [m for m in members if m == f"digest|{user}" or f'"u":"{user}"' in m]
 
-        async def held() -> tuple[int, int]:
-            return len(await mine(sched_sms)), len(await mine(sched_hook))
+        digest_list = digest_prefix("WEBHOOK", keys.outbox_shard_of(user, settings.outbox_shards)) + user
 
-        assert await eventually(held, lambda n: n == (3, 1), timeout_s=30, what="3 SMS deferred, 1 digest held")
+        async def held() -> tuple[int, int, int]:
+            return len(await mine(sched_sms)), len(await mine(sched_hook)), int(await client.llen(digest_list))
+
+        what = "3 SMS deferred, a digest of 2 held"
+        assert await eventually(held, lambda n: n == (3, 1, 2), timeout_s=30, what=what)
         assert time.time() < now.timestamp() + QUIET_FOR_S - 3, "the pipeline was too slow for this test's window"
 
         before_kill = list(sink.requests)
