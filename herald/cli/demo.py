@@ -79,35 +79,31 @@ class DemoCounters:
 
 
 def run_demo(settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int) -> None:
+    try:
+        asyncio.run(_demo(settings, seconds=seconds, users=users, rate=rate, watch=watch))
+    except KeyboardInterrupt:
+        pass  # asyncio.run cancelled the demo, which drained the pipeline on its way out
+
+
+async def _demo(settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int) -> None:
     import pipeline  # noqa: PLC0415 - Ray is imported only when the demo runs
 
-    sinks = DemoSinks()
-    settings = sinks.settings(settings)  # email, SMS and webhooks go to local stand-ins
-    console.print("[bold]starting Herald[/bold]: Ray, topics, readers, aggregators, gateway, delivery actors…")
-    running = pipeline.Pipeline(settings, name="demo").start()
-    supervisor = running.supervise_in_background()
-    try:
-        asyncio.run(_demo(running, settings, sinks, seconds=seconds, users=users, rate=rate, watch=watch))
-    except KeyboardInterrupt:
-        console.print("[yellow]stopping…[/yellow]")
-    finally:
-        supervisor.stop()
-        running.drain()
-        console.print("[green]drained and stopped[/green]")
-
-
-async def _demo(
-    running: Any,
-    settings: Settings,
-    sinks: DemoSinks,
-    *,
-    seconds: float | None,
-    users: int,
-    rate: float,
-    watch: int,
-) -> None:
-    async with sinks:
-        await _demo_with_sinks(running, settings, sinks, seconds=seconds, users=users, rate=rate, watch=watch)
+    # The stand-ins run before the pipeline: deliveries left from an earlier run may go out at once, and a
+    # provider that finds no server opens its circuit breaker for half a minute.
+    async with DemoSinks() as sinks:
+        settings = sinks.settings(settings)
+        console.print("[bold]starting Herald[/bold]: Ray, topics, readers, aggregators, gateway, delivery actors…")
+        running = await asyncio.to_thread(pipeline.Pipeline(settings, name="demo").start)
+        supervisor = running.supervise_in_background()
+        try:
+            await _demo_with_sinks(running, settings, sinks, seconds=seconds, users=users, rate=rate, watch=watch)
+        except asyncio.CancelledError:
+            console.print("[yellow]stopping…[/yellow]")
+            raise
+        finally:
+            supervisor.stop()
+            await asyncio.to_thread(running.drain)
+            console.print("[green]drained and stopped[/green]")
 
 
 async def _demo_with_sinks(
