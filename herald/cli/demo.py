@@ -79,10 +79,10 @@ class DemoCounters:
 
 
 def run_demo(settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int) -> None:
-    try:
+    # Ctrl-C: asyncio.run cancels the demo, which drains the pipeline on its way out, then re-raises the
+    # interrupt (or the cancellation itself); either way the demo is over and nothing is left running.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(_demo(settings, seconds=seconds, users=users, rate=rate, watch=watch))
-    except KeyboardInterrupt:
-        pass  # asyncio.run cancelled the demo, which drained the pipeline on its way out
 
 
 async def _demo(settings: Settings, *, seconds: float | None, users: int, rate: float, watch: int) -> None:

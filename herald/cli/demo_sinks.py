@@ -10,6 +10,7 @@ import base64
 import secrets
 import socket
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -74,7 +75,9 @@ class DemoSinks:
             self._app, host="127.0.0.1", port=self._http_port, log_level="warning", lifespan="off", interface="asgi3"
         )
         self._http = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
+        # In a thread of its own: uvicorn installs its own SIGINT handler when it serves on the main thread,
+        # which would take Ctrl-C away from the demo's drain.
+        self._thread = threading.Thread(target=self._http.run, name="demo-http-sink", daemon=True)
         self._dir = tempfile.TemporaryDirectory(prefix="herald-demo-")
         self._vapid_file = Path(self._dir.name) / "vapid.pem"
         vapid_key = ec.generate_private_key(ec.SECP256R1())
@@ -110,17 +113,16 @@ class DemoSinks:
 
     async def __aenter__(self) -> DemoSinks:
         self._smtp.start()
-        self._task = asyncio.create_task(self._http.serve())
+        self._thread.start()
         while not self._http.started:
-            if self._task.done():
+            if not self._thread.is_alive():
                 raise RuntimeError("the demo's HTTP sink did not start")
             await asyncio.sleep(0.01)
         return self
 
     async def __aexit__(self, *_: object) -> None:
         self._http.should_exit = True
-        if self._task is not None:
-            await self._task
+        await asyncio.to_thread(self._thread.join, 10)
         self._smtp.stop()
         self._dir.cleanup()
 
