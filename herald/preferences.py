@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from herald.errors import HeraldError
 
@@ -35,6 +35,10 @@ def zone_named(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from None
+
+
+# An IANA zone name, checked where preferences enter (CLI, topic, events).
+ZoneName = Annotated[str, AfterValidator(lambda name: zone_named(name).key)]
 
 
 class QuietHours(BaseModel):
@@ -81,7 +85,7 @@ class Preferences(BaseModel):
     quiet_hours: QuietHours | None = Field(default=None, alias="quietHours")
     digest: Literal["hourly", "daily"] = "hourly"
     muted_targets: frozenset[str] = Field(default_factory=frozenset, alias="mutedTargets")  # "POST:42"
-    timezone: str | None = None
+    timezone: ZoneName | None = None
 
     @field_validator("channels")
     @classmethod
@@ -91,13 +95,6 @@ class Preferences(BaseModel):
             if unknown:
                 known = ", ".join(("IN_APP", *EXTERNAL_CHANNELS))
                 raise ValueError(f"unknown channel {sorted(unknown)[0]!r}; known: {known}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            zone_named(value)
         return value
 
     def channel_on(self, notification_type: str, channel: str) -> bool:

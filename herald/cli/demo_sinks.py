@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
+from herald.asgi_request import header_map, read_body
 from herald.channels.webhook import verify_signature
 from herald.config import Settings
 from herald.contacts import Contact
@@ -140,14 +141,8 @@ class DemoSinks:
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        status = self._receive(scope["path"], headers, body)
+        body = await read_body(receive)
+        status = self._receive(scope["path"], header_map(scope), body)
         reply_headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": status, "headers": reply_headers})
         await send({"type": "http.response.body", "body": b"{}"})

@@ -15,28 +15,19 @@ import pytest
 import redis.asyncio as aioredis
 
 from herald import keys
-from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
+from herald.channels.base import DeliveryJob, Outcome
 from herald.config import Settings
 from herald.contacts import Contact, ContactBook
 from herald.delivery_gate import DeliveryGate
 from herald.outbox import OutboxWorker
 from herald.schedule import Schedule, digest_prefix, schedule_key
+from tests.support.providers import RecordingProvider
 
 pytestmark = pytest.mark.integration
 
 NIGHT = datetime(2026, 1, 15, 23, 30, tzinfo=UTC)  # quiet in UTC with 22:00-07:00
 MORNING = datetime(2026, 1, 16, 7, 0, 1, tzinfo=UTC)
 NOON = datetime(2026, 1, 16, 12, 10, tzinfo=UTC)
-
-
-class RecordingProvider(ChannelProvider):
-    def __init__(self, channel: str) -> None:
-        super().__init__()
-        self.channel = channel  # type: ignore[misc]
-        self.sent: list[DeliveryJob] = []
-
-    async def send(self, job: DeliveryJob) -> None:
-        self.sent.append(job)
 
 
 @dataclass

@@ -29,17 +29,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from herald.channels import email as email_channel
-from herald.channels.base import DeliveryJob, Recipient, RetryPolicy
+from herald.channels.base import Recipient, RetryPolicy
 from herald.channels.email import EmailProvider, parse_smtp_url
 from herald.channels.email_render import message_id
 from herald.config import load_settings
+from tests.support.email_jobs import body, job
 
 pytestmark = pytest.mark.integration
 
 SENDER = "Herald <notifications@herald.example>"
 SCRIPT = "<script>alert(1)</script>"
 USER, PASSWORD = "herald", "p@ss:w/rd%secret"
-ALICE = Recipient("u1", name="Alice Example", email="alice@example.org")
 
 
 @dataclass
@@ -162,28 +162,6 @@ async def make_provider() -> AsyncIterator[Callable[..., EmailProvider]]:
         await provider.close()
 
 
-def notification(
-    nid: str = "n1", text: str = "Bob liked your post", updated: str = "2026-11-29T10:00:00.000Z"
-) -> dict[str, Any]:
-    return {
-        "id": nid,
-        "version": 1,
-        "userId": "u1",
-        "type": "POST_LIKED",
-        "text": text,
-        "actors": [{"id": "bob", "name": "Bob"}],
-        "count": 1,
-        "target": {"type": "post", "id": "p1"},
-        "priority": "HIGH",
-        "createdAt": updated,
-        "updatedAt": updated,
-    }
-
-
-def job(payload: dict[str, Any], recipient: Recipient | None = ALICE, delivery_id: str = "n1:1:EMAIL") -> DeliveryJob:
-    return DeliveryJob(delivery_id=delivery_id, user_id="u1", payload=payload, recipient=recipient)
-
-
 def text_and_html(message: EmailMessage) -> tuple[str, str]:
     assert message.get_content_type() == "multipart/alternative"
     plain, html = message.get_body(("plain",)), message.get_body(("html",))
@@ -198,7 +176,7 @@ async def test_a_notification_arrives_with_both_parts_and_its_headers(
     server = smtp_server()
     provider = make_provider(server.url())
     await provider.start()
-    payload = {**notification(text=f"{SCRIPT} liked your post"), "actors": [{"id": "x", "name": SCRIPT}]}
+    payload = {**body(text=f"{SCRIPT} liked your post"), "actors": [{"id": "x", "name": SCRIPT}]}
     outcome = await provider.deliver(job(payload))
     assert (outcome.delivered, outcome.attempts, outcome.error, outcome.channel) == (True, 1, None, "EMAIL")
     [mail] = server.recorder.mails
@@ -222,8 +200,8 @@ async def test_a_digest_lists_its_items(
     server = smtp_server()
     provider = make_provider(server.url())
     items = [
-        notification("n1", "Carol followed you", "2026-11-29T08:00:00.000Z"),
-        notification("n2", "Dan replied to your comment", "2026-11-29T09:30:00.000Z"),
+        body("n1", "Carol followed you", "2026-11-29T08:00:00.000Z"),
+        body("n2", "Dan replied to your comment", "2026-11-29T09:30:00.000Z"),
     ]
     digest = {"digest": {"count": 2, "items": items, "period": "hourly"}}
     assert (await provider.deliver(job(digest, delivery_id="digest:u1:EMAIL:7"))).delivered
@@ -244,7 +222,7 @@ async def test_connections_are_kept_open_between_mails(
     provider = make_provider(server.url())
     await provider.start()
     for n in range(3):
-        assert (await provider.deliver(job(notification(f"n{n}"), delivery_id=f"n{n}:1:EMAIL"))).delivered
+        assert (await provider.deliver(job(body(f"n{n}"), delivery_id=f"n{n}:1:EMAIL"))).delivered
     assert provider.connections_opened == 1
     assert [m.message["X-Herald-Delivery-Id"] for m in server.recorder.mails] == [f"n{n}:1:EMAIL" for n in range(3)]
 
@@ -258,7 +236,7 @@ async def test_a_connection_the_server_dropped_is_replaced_without_spending_an_a
     await provider.start()
     first.controller.stop()  # the server restarts: the pooled session is gone
     second = smtp_server(port=first.port)
-    outcome = await provider.deliver(job(notification()))
+    outcome = await provider.deliver(job(body()))
     assert (outcome.delivered, outcome.attempts, sleeps.seconds) == (True, 1, [])
     assert provider.connections_opened == 2
     assert len(second.recorder.mails) == 1
@@ -270,7 +248,7 @@ async def test_auth_with_the_right_password_delivers(
     server = smtp_server(authenticator=check_password, auth_require_tls=False)
     provider = make_provider(server.url(user=USER, password=PASSWORD))
     assert provider.target.password == PASSWORD  # percent-decoded from the URL
-    assert (await provider.deliver(job(notification()))).delivered
+    assert (await provider.deliver(job(body()))).delivered
     [mail] = server.recorder.mails
     assert mail.login == USER.encode()
 
@@ -283,7 +261,7 @@ async def test_auth_with_a_wrong_password_fails_for_good_without_naming_it(
     sleeps = Sleeps()
     provider = make_provider(server.url(user=USER, password=wrong), max_attempts=5, sleep=sleeps)
     await provider.start()  # logs the refusal, does not raise
-    outcome = await provider.deliver(job(notification()))
+    outcome = await provider.deliver(job(body()))
     assert not outcome.delivered
     assert outcome.attempts == 1
     assert sleeps.seconds == []
@@ -329,7 +307,7 @@ async def test_starttls_with_auth(
     client_tls = ssl.create_default_context(cafile=str(cert_file))
     provider = make_provider(server.url(user=USER, password=PASSWORD, query="?starttls=1"), tls_context=client_tls)
     assert provider.target.start_tls is True
-    outcome = await provider.deliver(job(notification()))
+    outcome = await provider.deliver(job(body()))
     assert (outcome.delivered, outcome.error) == (True, None)
     [mail] = server.recorder.mails
     assert mail.tls
@@ -344,7 +322,7 @@ async def test_starttls_to_a_server_whose_certificate_is_not_trusted_fails(
     server_tls.load_cert_chain(cert_file, key_file)
     server = smtp_server(tls_context=server_tls, require_starttls=True)
     provider = make_provider(server.url(query="?starttls=1"), max_attempts=2)  # the system's CAs only
-    outcome = await provider.deliver(job(notification()))
+    outcome = await provider.deliver(job(body()))
     assert not outcome.delivered
     assert outcome.attempts == 2
     assert outcome.error is not None
@@ -358,7 +336,7 @@ async def test_a_temporary_refusal_is_retried_then_delivered_once(
     server = smtp_server(Recorder(data_replies=["451 4.3.0 Temporary local problem, try later"]))
     sleeps = Sleeps()
     provider = make_provider(server.url(), max_attempts=5, sleep=sleeps)
-    outcome = await provider.deliver(job(notification()))
+    outcome = await provider.deliver(job(body()))
     assert (outcome.delivered, outcome.attempts) == (True, 2)
     assert sleeps.seconds == [0.5]  # base_delay_s * 2**0 with rng() == 1
     assert server.recorder.data_commands == 2
@@ -374,14 +352,14 @@ async def test_an_unknown_mailbox_fails_for_good(
     sleeps = Sleeps()
     provider = make_provider(server.url(), max_attempts=5, sleep=sleeps)
     await provider.start()
-    outcome = await provider.deliver(job(notification()))
+    outcome = await provider.deliver(job(body()))
     assert (outcome.delivered, outcome.attempts, sleeps.seconds) == (False, 1, [])
     assert outcome.error is not None
     assert "550" in outcome.error
     assert "mailbox unavailable" in outcome.error
     # The refusal reset the envelope only: the session serves the next mail.
     bob = Recipient("u2", email="bob@example.org")
-    assert (await provider.deliver(job(notification(), bob, "n1:1:EMAIL:u2"))).delivered
+    assert (await provider.deliver(job(body(), bob, "n1:1:EMAIL:u2"))).delivered
     assert provider.connections_opened == 1
     assert [m.rcpt_tos for m in server.recorder.mails] == [["bob@example.org"]]
 
@@ -403,7 +381,7 @@ async def test_a_recipient_without_an_address_fails_for_good(
 ) -> None:
     server = smtp_server()
     provider = make_provider(server.url())
-    outcome = await provider.deliver(job(notification(), recipient))
+    outcome = await provider.deliver(job(body(), recipient))
     assert (outcome.delivered, outcome.attempts, outcome.error) == (False, 1, reason)
     assert server.recorder.data_commands == 0
 
@@ -415,7 +393,7 @@ async def test_a_server_that_is_down_is_retried_up_to_max_attempts_then_reported
     sleeps = Sleeps()
     provider = make_provider(f"smtp://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:{port}", max_attempts=4, sleep=sleeps)
     await provider.start()
-    outcome = await provider.deliver(job(notification()))
+    outcome = await provider.deliver(job(body()))
     assert (outcome.delivered, outcome.attempts) == (False, 4)
     assert sleeps.seconds == [0.5, 1.0, 2.0]
     assert outcome.error is not None

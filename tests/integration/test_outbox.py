@@ -10,24 +10,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from herald import keys
-from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
+from herald.channels.base import DeliveryJob, Outcome
 from herald.config import Settings
 from herald.outbox import OutboxWorker
+from tests.support.providers import RecordingProvider
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 RECLAIM_IDLE_MS = 50
-
-
-class RecordingProvider(ChannelProvider):
-    def __init__(self, channel: str) -> None:
-        super().__init__()
-        self.channel = channel  # type: ignore[misc]
-        self.sent: list[DeliveryJob] = []
-
-    async def send(self, job: DeliveryJob) -> None:
-        self.sent.append(job)
 
 
 async def test_pending_entries_of_a_dead_consumer_are_reclaimed(settings: Settings) -> None:

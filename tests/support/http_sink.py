@@ -21,6 +21,8 @@ from urllib.parse import parse_qs
 import orjson
 import uvicorn
 
+from herald.asgi_request import header_map, read_body
+
 
 @dataclass(frozen=True)
 class SeenRequest:
@@ -103,14 +105,8 @@ class HttpSink:
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        seen = SeenRequest(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
+        body = await read_body(receive)
+        seen = SeenRequest(scope["method"], scope["path"], scope["query_string"].decode(), header_map(scope), body)
         if self._scripted:
             reply = self._scripted.pop(0)
         elif self._responder is not None:

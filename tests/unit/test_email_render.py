@@ -10,36 +10,13 @@ from typing import Any
 
 import pytest
 
-from herald.channels.base import DeliveryJob, Recipient
+from herald.channels.base import Recipient
 from herald.channels.email_render import DIGEST_MAX_ITEMS, SUBJECT_MAX_CHARS, message_id, render_email
+from tests.support.email_jobs import body, job
 
 SENDER = "Herald <notifications@herald.example>"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SCRIPT = "<script>alert(1)</script>"
-ALICE = Recipient("u1", name="Alice Example", email="alice@example.org")
-
-
-def body(
-    nid: str = "n1", text: str = "Bob liked your post", updated: str = "2026-11-29T10:00:00.000Z", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "id": nid,
-        "version": 1,
-        "userId": "u1",
-        "type": "POST_LIKED",
-        "text": text,
-        "actors": [{"id": "bob", "name": "Bob"}],
-        "count": 1,
-        "target": {"type": "post", "id": "p1"},
-        "priority": "HIGH",
-        "createdAt": updated,
-        "updatedAt": updated,
-        **extra,
-    }
-
-
-def job(payload: dict[str, Any], recipient: Recipient | None = ALICE, delivery_id: str = "n1:1:EMAIL") -> DeliveryJob:
-    return DeliveryJob(delivery_id=delivery_id, user_id="u1", payload=payload, recipient=recipient)
 
 
 def parts(mail: EmailMessage) -> tuple[str, str]:
