@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Annotated
 
 import typer
@@ -16,13 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from herald.cli.ops import fail
+from herald.cli.output import JsonOption
+from herald.cli.output import show as show_state
 from herald.config import load_settings
 from herald.dlq_admin import DeadLetter, read_dead_letters, redrive
 from herald.errors import HeraldError
 
 app = typer.Typer(help="The dead-letter topic: list, show and redrive entries.", no_args_is_help=True)
 console = Console()
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
 
 
 def _letters(limit: int | None = None) -> list[DeadLetter]:
@@ -43,23 +43,21 @@ def list_letters(
 ) -> None:
     """Dead-lettered entries, oldest first: where, when, which stage and why."""
     letters = [d for d in _letters(limit) if stage is None or d.stage == stage]
-    if as_json:
-        print(json.dumps([d.to_json() for d in letters]))
-        return
-    if not sys.stdout.isatty():
+
+    def table() -> Table:
+        rich_table = Table(title=f"notification-dlq ({len(letters)} entries)")
+        for column in ("ref", "stage", "key", "reason"):
+            rich_table.add_column(column, overflow="fold")
         for d in letters:
-            print("\t".join([d.ref, str(d.timestamp_ms), d.stage, d.key or "", d.reason.replace("\n", " ")]))
-        return
-    table = Table(title=f"notification-dlq ({len(letters)} entries)")
-    for column in ("ref", "stage", "key", "reason"):
-        table.add_column(column, overflow="fold")
-    for d in letters:
-        table.add_row(d.ref, d.stage, d.key or "", d.reason)
-    console.print(table)
+            rich_table.add_row(d.ref, d.stage, d.key or "", d.reason)
+        return rich_table
+
+    rows = [d.to_json() for d in letters]
+    show_state(rows, as_json=as_json, columns=("ref", "timestampMs", "stage", "key", "reason"), table=table)
 
 
 @app.command("show")
-def show(ref: Annotated[str, typer.Argument(help="partition:offset, as `dlq list` prints it.")]) -> None:
+def show_letter(ref: Annotated[str, typer.Argument(help="partition:offset, as `dlq list` prints it.")]) -> None:
     """One entry in full, with its value, as JSON."""
     for d in _letters():
         if d.ref == ref:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from herald.cli.output import JsonOption, show
 from herald.config import load_settings
 from herald.contracts import notification_json_schema
 from herald.doctor import CheckResult, run_checks
@@ -38,6 +39,10 @@ def fail(exc: HeraldError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+TOPIC_COLUMNS = ("topic", "status", "partitions", "configs", "differences")
+DOCTOR_COLUMNS = ("check", "ok", "detail", "fix")
+
+
 def _topics_table(title: str, reports: list[TopicReport]) -> Table:
     table = Table(title=title)
     for column in ("topic", "status", "partitions", "configs", "differences"):
@@ -57,6 +62,7 @@ def topics_ensure(
             "--replication-factor", "-r", min=1, help="For new topics (default: the topic_replication_factor setting)."
         ),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create missing topics with their documented configs; report existing ones that differ (exit 1)."""
     try:
@@ -65,30 +71,46 @@ def topics_ensure(
         reports = asyncio.run(ensure_topics(settings, replication_factor=factor))
     except HeraldError as exc:
         raise fail(exc) from exc
-    console.print(_topics_table("herald topics ensure", reports))
+    _show_topics("herald topics ensure", reports, as_json=as_json)
     if not all(r.ok for r in reports):
         raise typer.Exit(code=1)
 
 
+def _show_topics(title: str, reports: list[TopicReport], *, as_json: bool) -> None:
+    rows = [
+        {
+            "topic": r.name,
+            "status": r.status.value,
+            "partitions": r.partitions,
+            "configs": dict(r.configs),
+            "differences": list(r.differences),
+        }
+        for r in reports
+    ]
+    show(rows, as_json=as_json, columns=TOPIC_COLUMNS, table=lambda: _topics_table(title, reports))
+
+
 @topics_app.command("describe")
-def topics_describe() -> None:
+def topics_describe(as_json: JsonOption = False) -> None:
     """Compare the cluster's topics with the documented ones without changing anything (exit 1 on drift)."""
     try:
         reports = asyncio.run(describe_topics(load_settings()))
     except HeraldError as exc:
         raise fail(exc) from exc
-    console.print(_topics_table("herald topics", reports))
+    _show_topics("herald topics", reports, as_json=as_json)
     if not all(r.ok for r in reports):
         raise typer.Exit(code=1)
 
 
-def doctor() -> None:
+def doctor(as_json: JsonOption = False) -> None:
     """Check Kafka, topics, Redis and Ray; print how to fix what fails (exit 1 if anything does)."""
     try:
         results = asyncio.run(run_checks(load_settings()))
     except HeraldError as exc:
         raise fail(exc) from exc
-    console.print(_doctor_table(results))
+    rows = [{"check": r.name, "ok": r.ok, "detail": r.detail, "fix": r.fix} for r in results]
+    document = {"ok": all(r.ok for r in results), "checks": rows}
+    show(rows, as_json=as_json, columns=DOCTOR_COLUMNS, table=lambda: _doctor_table(results), document=document)
     if not all(r.ok for r in results):
         raise typer.Exit(code=1)
 

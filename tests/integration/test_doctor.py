@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,10 +21,11 @@ pytestmark = pytest.mark.integration
 HERALD = str(Path(sys.executable).parent / "herald")
 
 
-def run_doctor(**env: str) -> subprocess.CompletedProcess[str]:
-    # A wide terminal keeps Rich from folding the lines the assertions look for.
-    full_env = {**os.environ, "COLUMNS": "250", **env}
-    return subprocess.run([HERALD, "doctor"], capture_output=True, text=True, env=full_env, timeout=60, check=False)
+def run_doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [HERALD, "doctor", *args], capture_output=True, text=True, env=full_env, timeout=60, check=False
+    )
 
 
 def closed_port() -> int:
@@ -45,20 +47,26 @@ def test_cli_healthy_with_the_stack_up(settings: Settings) -> None:
     subprocess.run([HERALD, "topics", "ensure"], capture_output=True, timeout=60, check=False)
     result = run_doctor()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "FAIL" not in result.stdout
-    assert "AOF on" in result.stdout
+    # Piped, one tab-separated line per check with its full text.
+    lines = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()}
+    assert lines["redis"][1] == "True"
+    assert "AOF on" in lines["redis"][2]
+    described = subprocess.run([HERALD, "topics", "describe"], capture_output=True, text=True, timeout=60, check=False)
+    assert any(line.startswith("notification-events\tok\t12\t") for line in described.stdout.splitlines())
 
 
 def test_cli_reports_an_absent_broker_quickly() -> None:
     port = closed_port()
     started = time.monotonic()
-    result = run_doctor(HERALD_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")
+    result = run_doctor("--json", HERALD_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")
     elapsed = time.monotonic() - started
     assert result.returncode == 1
-    kafka_line = next(line for line in result.stdout.splitlines() if "│ kafka" in line)
-    assert "FAIL" in kafka_line
-    assert f"Kafka at 127.0.0.1:{port} unreachable" in kafka_line
-    assert "herald stack up" in kafka_line
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    kafka = next(c for c in report["checks"] if c["check"] == "kafka")
+    assert kafka["ok"] is False
+    assert f"Kafka at 127.0.0.1:{port} unreachable" in kafka["detail"]
+    assert "herald stack up" in kafka["fix"]
     assert "Traceback" not in result.stderr
     assert elapsed < 10, f"doctor took {elapsed:.1f}s"
 
