@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from herald.cli.ops import fail
+from herald.cli.output import JsonOption, show
 from herald.config import load_settings
 from herald.errors import HeraldError
 from herald.store_redis import RedisStore
@@ -34,8 +35,9 @@ def run(
 def inbox(
     user: Annotated[str, typer.Option("--user", "-u", help="The user whose inbox to print.")],
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many of the newest notifications.")] = 20,
+    as_json: JsonOption = False,
 ) -> None:
-    """Print a user's inbox from Redis, newest first."""
+    """Print a user's inbox from Redis, newest first (`--json`: {userId, unread, notifications: [bodies]})."""
     settings = load_settings()
 
     async def read() -> tuple[list[dict[str, object]], int]:
@@ -49,19 +51,25 @@ def inbox(
         notes, unread = asyncio.run(read())
     except HeraldError as exc:
         raise fail(exc) from exc
-    table = Table(title=f"inbox of {user}: {len(notes)} shown, {unread} unread")
-    for column in ("cursor", "version", "count", "text", "read", "updated"):
-        table.add_column(column)
-    for note in notes:
-        table.add_row(
-            str(note["cursor"]),
-            str(note["version"]),
-            str(note["count"]),
-            str(note["text"]),
-            "yes" if note["read"] else "[bold]no[/bold]",
-            str(note["updatedAt"]),
-        )
-    console.print(table)
+
+    def table() -> Table:
+        rich_table = Table(title=f"inbox of {user}: {len(notes)} shown, {unread} unread")
+        for column in ("cursor", "version", "count", "text", "read", "updated"):
+            rich_table.add_column(column)
+        for note in notes:
+            rich_table.add_row(
+                str(note["cursor"]),
+                str(note["version"]),
+                str(note["count"]),
+                str(note["text"]),
+                "yes" if note["read"] else "[bold]no[/bold]",
+                str(note["updatedAt"]),
+            )
+        return rich_table
+
+    columns = ("cursor", "id", "version", "count", "read", "updatedAt", "text")
+    document = {"userId": user, "unread": unread, "notifications": notes}
+    show(notes, as_json=as_json, columns=columns, table=table, document=document)
 
 
 def demo(

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from herald import stack
+from herald.cli.output import JsonOption, show
 from herald.config import load_settings
 from herald.errors import HeraldError
 
@@ -74,24 +75,34 @@ def down(
 
 
 @app.command()
-def status() -> None:
-    """Show each service: pid, port, state (running/stopped/stale/unhealthy) and log file."""
+def status(as_json: JsonOption = False) -> None:
+    """Show each service: pid, port, state (running/stopped/stale/unhealthy) and log file; exit 1 unless Kafka
+    and Redis run."""
     try:
         rows = stack.status(load_settings())
     except HeraldError as exc:
         raise _fail(exc) from exc
-    table = Table(
-        title="herald stack",
-        caption="ray is optional (`herald stack up --with-ray`); without it the pipeline runs Ray in-process",
-    )
-    for column in ("service", "pid", "port", "state"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("log", overflow="fold")
-    for row in rows:
-        port = str(row.port) if row.port else "-"
-        state = f"[{_STATE_STYLE[row.state]}]{row.state}"
-        table.add_row(row.name, str(row.pid or "-"), port, state, str(row.log))
-    Console().print(table)
+
+    def table() -> Table:
+        rich_table = Table(
+            title="herald stack",
+            caption="ray is optional (`herald stack up --with-ray`); without it the pipeline runs Ray in-process",
+        )
+        for column in ("service", "pid", "port", "state"):
+            rich_table.add_column(column, no_wrap=True)
+        rich_table.add_column("log", overflow="fold")
+        for row in rows:
+            port = str(row.port) if row.port else "-"
+            state = f"[{_STATE_STYLE[row.state]}]{row.state}"
+            rich_table.add_row(row.name, str(row.pid or "-"), port, state, str(row.log))
+        return rich_table
+
+    records = [
+        {"service": r.name, "pid": r.pid, "port": r.port, "state": str(r.state), "log": str(r.log)} for r in rows
+    ]
+    show(records, as_json=as_json, columns=("service", "pid", "port", "state", "log"), table=table)
+    if any(r.name in ("kafka", "redis") and str(r.state) != "running" for r in rows):
+        raise typer.Exit(code=1)
 
 
 @app.command()

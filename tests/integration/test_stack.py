@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -62,10 +63,13 @@ def test_status_reports_kafka_and_redis_running(shared: Settings) -> None:
     assert rows["ray"].state in ("running", "stopped")
 
 
-def test_status_command_prints_a_table(shared: Settings) -> None:
+def test_status_command_prints_full_lines_when_piped_and_json_on_request(shared: Settings) -> None:
     out = subprocess.run([HERALD, "stack", "status"], capture_output=True, text=True, check=True).stdout
-    assert "kafka" in out
-    assert "running" in out
+    lines = {line.split("\t")[0]: line.split("\t") for line in out.splitlines()}
+    assert lines["kafka"][3] == "running"
+    assert lines["kafka"][4].endswith("kafka.log"), "the log path was cut"
+    as_json = subprocess.run([HERALD, "stack", "status", "--json"], capture_output=True, text=True, check=True).stdout
+    assert {r["service"]: r["state"] for r in json.loads(as_json)}["redis"] == "running"
 
 
 def test_second_up_reuses_the_running_services(shared: Settings) -> None:
