@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from actors.factory import (
     NAMESPACE,
@@ -294,17 +295,29 @@ class Pipeline:
     def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Stop polling, let in-flight batches finish and commit, stop delivery, then release the actors."""
         self._stop_requested = True
-        ray.get([r.drain.remote() for r in self.readers], timeout=timeout_s)
+        _tell_all("drain", [r.drain.remote() for r in self.readers], timeout_s)
         reader_loops = [ref for ref, (kind, _) in self._loops.items() if kind == "reader"]
         ray.wait(reader_loops, num_returns=len(reader_loops), timeout=timeout_s)
         draining = [*self.delivery, *self.preferences, *self.gateways.values()]
-        ray.get([a.drain.remote() for a in draining], timeout=timeout_s)
+        _tell_all("drain", [a.drain.remote() for a in draining], timeout_s)
         ray.wait(list(self._loops), num_returns=len(self._loops), timeout=timeout_s)
         self._loops.clear()
         for actor in [*self.readers, *self.delivery, *self.preferences, *self.aggregators, *self.gateways.values()]:
             ray.kill(actor, no_restart=True)
         self.readers, self.delivery, self.aggregators, self.gateways = [], [], [], {}
         self.preferences = []
+
+
+def _tell_all(what: str, refs: list[Any], timeout_s: float) -> None:
+    """Wait for every actor's answer. One that is dead or restarting (its node just left, say) holds nothing in
+    flight that drain could save: a reader commits only what was applied, and its partitions' next owner resumes
+    from there. It is logged and released with the others, not allowed to stop the drain."""
+    deadline = time.monotonic() + timeout_s
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+        except RayActorError as exc:
+            log.warning("%s: an actor did not answer (%s); releasing it anyway", what, exc)
 
 
 class BackgroundSupervisor:
