@@ -7,7 +7,6 @@ are blocking (requests) or pull in another HTTP stack (aiohttp).
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from py_vapid import Vapid, VapidException  # type: ignore[import-untyped]
 from pywebpush import WebPusher, WebPushException
 
 from herald.channels.base import DeliveryJob, RetryPolicy
+from herald.channels.http_errors import retry_after_s as parse_retry_after
 from herald.channels.push_fanout import PushFanOutProvider, PushSender, SubscriptionGone, collapse_key, digest_count
 from herald.errors import ConfigError, DeliveryError
 from herald.push_subscriptions import PushSubscriptionStore
@@ -79,17 +79,8 @@ def web_push_payload(job: DeliveryJob) -> bytes:
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Retry-After as seconds (RFC 9110 allows delta-seconds or an HTTP date)."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    """Retry-After of a push service's answer, in seconds (herald/channels/http_errors.py reads the header)."""
+    return parse_retry_after(headers.get("retry-after"))
 
 
 class WebPushSender(PushSender):
