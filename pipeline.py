@@ -91,8 +91,9 @@ def live_sent(status: dict[str, list[ActorHealth]]) -> int:
 def connect_ray(settings: Settings) -> None:
     if ray.is_initialized():
         return
+    level = getattr(logging, settings.ray_log_level.upper())
     if settings.ray_address:
-        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
+        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False, logging_level=level)
     else:
         # "local" starts a private runtime even when another Ray instance runs on this machine.
         ray.init(
@@ -101,6 +102,7 @@ def connect_ray(settings: Settings) -> None:
             num_cpus=settings.ray_num_cpus,
             include_dashboard=False,
             log_to_driver=False,
+            logging_level=level,
         )
 
 
