@@ -117,6 +117,7 @@ class Pipeline:
         self.name = name or f"herald-{uuid.uuid4().hex[:6]}"
         self._reader_actor = Reader if reader_actor is None else reader_actor
         self.aggregators: list[Any] = []
+        self.aggregator_names: list[str] = []
         self.readers: list[Any] = []
         self.delivery: list[Any] = []
         self.preferences: list[Any] = []  # the user-preferences consumer, when external channels are delivered
@@ -139,11 +140,10 @@ class Pipeline:
         cpus = int(resources.get("CPU", 1))
         self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)
         log.info("starting %s with %s", self.name, self.topology)
+        self.aggregator_names = [f"{prefix}-aggregator-{i}" for i in range(self.topology.aggregators)]
         self.aggregators = [
-            Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(
-                self.settings, i, ("IN_APP", *self.delivery_channels)
-            )
-            for i in range(self.topology.aggregators)
+            Aggregator.options(name=name).remote(self.settings, i, ("IN_APP", *self.delivery_channels))
+            for i, name in enumerate(self.aggregator_names)
         ]
         self.readers, self.delivery, self.preferences = [], [], []
         self._prefix = prefix
@@ -201,7 +201,7 @@ class Pipeline:
         while len(self.readers) < wanted.readers:
             i = len(self.readers)
             reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}").remote(
-                self.settings, i, self.aggregators
+                self.settings, i, self.aggregator_names
             )
             self.readers.append(reader)
             self._loops[start_loop(reader)] = ("reader", reader)
