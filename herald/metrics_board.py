@@ -36,9 +36,7 @@ async def read_merged(client: aioredis.Redis, *, now_ms: int, max_age_ms: int = 
         except orjson.JSONDecodeError:
             dead.append(field)
             continue
-        if not isinstance(snapshot, dict):
-            dead.append(field)
-        elif now_ms - int(snapshot.get("at_ms", 0)) > STALE_DELETE_MS:
+        if not isinstance(snapshot, dict) or now_ms - int(snapshot.get("at_ms", 0)) > STALE_DELETE_MS:
             dead.append(field)
         else:
             snapshots.append(snapshot)

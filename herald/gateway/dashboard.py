@@ -1,7 +1,8 @@
 """What /dashboard/data answers: the cluster's merged metrics (herald/metrics_board.py) shaped for the page.
 
-Counters are totals since each source started; the page computes rates from successive polls. Latencies are
-percentiles of the merged buckets, so they cover everything since the sources started, not a sliding window."""
+Counters are totals since each source started; the page computes rates from successive polls. Latency
+percentiles here cover everything since the sources started; each latency also carries its bucket counts
+(bounds in `buckets_s`, +Inf last), from which the page computes the percentiles of the last poll interval."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def view(merged: Snapshot, *, now_ms: int) -> dict[str, Any]:
     return {
         "at_ms": now_ms,
         "sources": merged.get("sources", 0),
+        "buckets_s": list(metrics.LATENCY_BUCKETS_S),
         "events_in": _total(counters, metrics.EVENTS_IN),
         "applied": _total(counters, metrics.EVENTS_APPLIED),
         "dead_lettered": _by_tag(counters, metrics.DEAD_LETTERED, "stage"),
@@ -64,7 +66,7 @@ def _latency(hist: dict[str, Any] | None) -> dict[str, Any]:
     counts = list(hist["counts"]) if hist else []
     if len(counts) != len(bounds) + 1:
         counts = [0] * (len(bounds) + 1)
-    out: dict[str, Any] = {"count": sum(counts)}
+    out: dict[str, Any] = {"count": sum(counts), "counts": counts}
     for label, q in QUANTILES.items():
         value = metrics.percentile(bounds, counts, q)
         out[f"{label}_ms"] = None if value is None else round(value * 1000, 1)

@@ -136,9 +136,9 @@ def test_histogram_replay_lands_in_the_same_buckets_and_thins_past_the_budget() 
     # Past the budget: fewer observations, same proportions.
     rec.observe_many(PRODUCE_TO_DELIVERY, [0.003] * 3000 + [0.7] * 1000, channel="IN_APP")
     [plan] = metrics.histogram_replay(first, rec.snapshot(now_ms=1), budget=400).values()
-    times = dict(plan)
-    assert sum(times.values()) == 400
-    assert times[(0.0 + 0.005) / 2] == 300
+    thinned = dict(plan)
+    assert sum(thinned.values()) == 400
+    assert thinned[(0.0 + 0.005) / 2] == 300
     # Nothing new: nothing to replay.
     assert metrics.histogram_replay(first, first, budget=400) == {}
 
@@ -166,4 +166,11 @@ def test_dashboard_view_totals_deliveries_latency_and_lag() -> None:
     assert data["latency"]["produce_to_delivery"]["EMAIL"]["count"] == 1
     assert data["lag"] == {"notification-events:0": 7}
     empty = view(metrics.merge([]), now_ms=0)
-    assert empty["latency"]["produce_to_apply"] == {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None}
+    assert empty["latency"]["produce_to_apply"] == {
+        "count": 0,
+        "counts": [0] * (len(LATENCY_BUCKETS_S) + 1),
+        "p50_ms": None,
+        "p90_ms": None,
+        "p99_ms": None,
+    }
+    assert empty["buckets_s"] == list(LATENCY_BUCKETS_S)
