@@ -149,7 +149,7 @@
       const height = ((h - top - bottom) * value) / max;
       const x = left + i * band;
       const rect = el("rect", {
-        x: x + band * 0.15, y: h - bottom - height, width: band * 0.7, height: Math.max(1, height), fill: COLORS[0],
+        x: x + band * 0.15, y: h - bottom - Math.max(2, height), width: band * 0.7, height: Math.max(2, height), fill: COLORS[0],
       });
       rect.appendChild(el("title", {}, label + ": " + value));
       svg.appendChild(rect);
