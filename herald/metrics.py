@@ -191,8 +191,7 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
     """Cluster-wide figures: counters and histogram buckets summed over sources; for a gauge series the newest
     snapshot's value wins (a partition moving between readers is briefly reported by both)."""
     merged: Snapshot = {"sources": len(snapshots), "counters": {}, "gauges": {}, "histograms": {}}
-    newest_gauge: dict[tuple[str, str], int] = {}
-    for snap in sorted(snapshots, key=lambda s: int(s.get("at_ms", 0))):
+    for snap in sorted(snapshots, key=lambda s: int(s.get("at_ms", 0))):  # oldest first: newer gauges overwrite
         for name, series in snap.get("counters", {}).items():
             into = merged["counters"].setdefault(name, {})
             for key, value in series.items():
@@ -201,7 +200,6 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
             into = merged["gauges"].setdefault(name, {})
             for key, value in series.items():
                 into[key] = value
-                newest_gauge[(name, key)] = int(snap.get("at_ms", 0))
         for name, series in snap.get("histograms", {}).items():
             into = merged["histograms"].setdefault(name, {})
             for key, hist in series.items():
