@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import time
 
+from actors.metrics_export import MetricsExport, source_name
+from herald import metrics
 from herald.applier import ApplyReport, InboxApplier
 from herald.config import Settings
 from herald.contracts import ActorHealth, ApplyResult
 from herald.directory import RedisUserDirectory
-from herald.prepared import decode_batch
+from herald.prepared import PreparedEvent, decode_batch
 from herald.store_redis import RedisStore
 
 
@@ -38,11 +40,16 @@ class AggregatorActor:
         )
         self._totals = ApplyReport()
         self._batches = 0
+        self._metrics = metrics.MetricsRecorder(source_name(f"aggregator-{index}"))
+        self._export = MetricsExport(self._metrics, settings.redis_url)
 
     async def apply(self, batch: bytes) -> ApplyResult:
         """Apply one batch (herald.prepared.encode_batch); returns counters and the (wire id, reason) of events
         the domain rejected."""
-        report = await self._aggregator.apply_prepared(decode_batch(batch))
+        self._export.start()  # idempotent; the actor's one event loop is running now
+        events = decode_batch(batch)
+        report = await self._aggregator.apply_prepared(events)
+        self._record(events, report)
         self._batches += 1
         rejected = [(e.wire_id or e.event_id, reason) for e, reason in report.rejected]
         report.rejected = []
@@ -55,7 +62,17 @@ class AggregatorActor:
             "rejected": rejected,
         }
 
+    def _record(self, events: list[PreparedEvent], report: ApplyReport) -> None:
+        """Per batch: events applied, and each event's produce -> commit latency (the commit has just returned)."""
+        now_ms = wall_clock_ms()
+        self._metrics.inc(metrics.EVENTS_APPLIED, report.applied)
+        self._metrics.observe_many(
+            metrics.PRODUCE_TO_APPLY,
+            [max(0, now_ms - e.produced_ms) / 1000 for e in events if e.produced_ms is not None],
+        )
+
     async def health(self) -> ActorHealth:
+        self._export.start()
         return {
             "actor": f"aggregator-{self._index}",
             "ok": True,

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 
 from actors.loops import OwnedLoop
+from actors.metrics_export import MetricsExport, source_name
+from herald import metrics
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
 from herald.channels.breaker import CircuitBreaker
 from herald.channels.registry import build_provider
@@ -69,10 +71,13 @@ class DeliveryActor:
         self._dead_letters = RecordSender(settings, DLQ_TOPIC, client_id=f"herald-{self._name}-dlq")
         self._running = False
         self._owner = OwnedLoop()
+        self._metrics = metrics.MetricsRecorder(source_name(self._name))
+        self._export = MetricsExport(self._metrics, settings.redis_url)
 
     async def run(self) -> None:
         """The delivery loop (its own concurrency group); returns after drain()."""
         self._owner.claim()
+        self._export.start()
         await self._receipts.start()
         await self._dead_letters.start()
         self._running = True
@@ -82,6 +87,7 @@ class DeliveryActor:
             self._running = False
             await self._receipts.close()
             await self._dead_letters.close()
+            await self._export.close()
 
     async def _record(self, results: Sequence[tuple[Outcome, DeliveryJob]]) -> None:
         """Receipts for every outcome, dead letters for failures; raising leaves the entries pending."""
@@ -97,6 +103,20 @@ class DeliveryActor:
                 dead.append(OutgoingRecord(key, value, headers, None))
         await self._receipts.send(receipts)
         await self._dead_letters.send(dead)
+        self._record_metrics(results)
+
+    def _record_metrics(self, results: Sequence[tuple[Outcome, DeliveryJob]]) -> None:
+        """Per outcome: the delivery by channel and outcome, dead letters, and produce -> provider receipt."""
+        now_ms = time.time_ns() // 1_000_000
+        latencies = []
+        for outcome, job in results:
+            self._metrics.inc(metrics.DELIVERIES, channel=outcome.channel, outcome=outcome.status)
+            if outcome.failed:
+                self._metrics.inc(metrics.DEAD_LETTERED, stage=delivery_stage(self._channel))
+            elif outcome.delivered and job.produced_ms is not None:
+                latencies.append(max(0, now_ms - job.produced_ms) / 1000)
+        if latencies:
+            self._metrics.observe_many(metrics.PRODUCE_TO_DELIVERY, latencies, channel=self._channel)
 
     async def drain(self) -> None:
         async def stop() -> None:

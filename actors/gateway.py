@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from actors.loops import OwnedLoop
+from actors.metrics_export import MetricsExport, source_name
 from herald.config import Settings, load_settings
 from herald.gateway import Gateway
 from herald.store_redis import RedisStore
@@ -24,6 +25,7 @@ class GatewayActor:
         self._bound_port: int | None = None
         self._stopped: asyncio.Event | None = None
         self._owner = OwnedLoop()
+        self._export: MetricsExport | None = None
 
     async def run(self) -> None:
         """Serve until drain(): the supervisor runs this in the loop group and re-runs it after a restart."""
@@ -46,13 +48,19 @@ class GatewayActor:
             return self._bound_port
         self._store = RedisStore.from_url(self._settings.redis_url, inbox_capacity=self._settings.inbox_capacity)
         self._gateway = Gateway(self._settings, self._store)
+        self._gateway.metrics.source = source_name("gateway")
         self._bound_port = await self._gateway.serve(port=self._port)
+        self._export = MetricsExport(self._gateway.metrics, self._settings.redis_url)
+        self._export.start()
         return self._bound_port
 
     async def stop(self) -> None:
         gateway, self._gateway = self._gateway, None
         store, self._store = self._store, None
+        export, self._export = self._export, None
         self._bound_port = None
+        if export is not None:
+            await export.close()
         if gateway is not None:
             await gateway.shutdown()
         if store is not None:

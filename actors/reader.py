@@ -23,6 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from actors.loops import OwnedLoop
+from actors.metrics_export import MetricsExport, source_name
+from herald import metrics
 from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
 from herald.config import DEFAULT_READER_GROUP, Settings
 from herald.contracts import ActorHealth, ApplyResult
@@ -99,6 +101,8 @@ class ReaderActor:
         self._owner = OwnedLoop()
         self._counters = CheckpointCounters()  # kept across runs of the loop
         self._commits = {"commits": 0, "commit_failures": 0}
+        self._metrics = metrics.MetricsRecorder(source_name(self.name))
+        self._export = MetricsExport(self._metrics, settings.redis_url, before_tick=self._record_lag)
 
     @property
     def name(self) -> str:
@@ -108,6 +112,7 @@ class ReaderActor:
         """The poll loop over settings.events_topic (runs in its own concurrency group); returns after drain()."""
         self._owner.claim()
         self._stopping = False
+        self._export.start()  # on this loop: the lag it records reads the consumer
         self._checkpoint = self._new_checkpoint()
         self._producer = make_producer(self._settings, client_id=f"herald-{self.name}-dlq")
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
@@ -132,6 +137,7 @@ class ReaderActor:
             await self.finish_inflight()
             await close_client(self._consumer)
             await close_client(self._producer)
+            await self._export.close()
 
     def _new_checkpoint(self) -> BatchCheckpoint:
         policy = CheckpointPolicy(
@@ -166,6 +172,7 @@ class ReaderActor:
         await checkpoint.wait_for_room()
         assigned = self._consumer.assignment()
         records = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
+        self._metrics.inc(metrics.EVENTS_IN, len(records))
         await checkpoint.admit(route(records, shards=self._settings.shards, actors=len(self._aggregators)))
 
     async def finish_inflight(self) -> None:
@@ -188,6 +195,7 @@ class ReaderActor:
         ]
         for future in futures:
             await future  # the offset is committed only once the DLQ holds the record
+        self._metrics.inc(metrics.DEAD_LETTERED, len(rejected), stage=stage)
 
     async def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Commit what is applied, for the partitions this reader still owns."""
@@ -215,7 +223,8 @@ class ReaderActor:
     async def health(self) -> ActorHealth:
         return await self._owner.run(self._health())
 
-    async def _health(self) -> ActorHealth:
+    async def _lag(self) -> dict[str, int]:
+        """Records behind the broker's high-water mark, per assigned partition (as of the last fetch)."""
         lag: dict[str, int] = {}
         consumer = self._consumer
         if consumer is not None:
@@ -227,6 +236,14 @@ class ReaderActor:
                     continue
                 if highwater is not None:
                     lag[f"{tp.topic}:{tp.partition}"] = max(highwater - position, 0)
+        return lag
+
+    async def _record_lag(self) -> None:
+        self._metrics.set_gauges(metrics.CONSUMER_LAG, await self._lag(), "partition")
+
+    async def _health(self) -> ActorHealth:
+        lag = await self._lag()
+        consumer = self._consumer
         counters = self._counters
         return {
             "actor": self.name,

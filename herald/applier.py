@@ -178,6 +178,8 @@ class InboxApplier:
             folds = await self._fold_all(pending)
             now_ms = self._clock_ms()
             changes = [self._change_of(fold, now_ms) for fold in folds]
+            for change in changes:
+                change.produced_ms = _newest_produced(pending[change.user_id])
             to_commit = [c for c in changes if not c.is_empty]
             try:
                 results = iter(await self._store.commit(to_commit, now_ms=now_ms)) if to_commit else iter(())
@@ -433,6 +435,12 @@ class InboxApplier:
         # folded on the same snapshot must be refused, since its decisions may depend on what this one wrote.
         change.new_seq += 1
         return change
+
+
+def _newest_produced(events: Iterable[PreparedEvent]) -> int | None:
+    """The Kafka timestamp of the newest event behind a commit: where its produce -> delivery latency starts."""
+    produced = [e.produced_ms for e in events if e.produced_ms is not None]
+    return max(produced) if produced else None
 
 
 def _referenced(events: Iterable[PreparedEvent]) -> list[str]:

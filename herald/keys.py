@@ -71,3 +71,9 @@ def presence_key(user_id: str) -> str:
 def live_channel(gateway_id: str) -> str:
     """The pub/sub channel one gateway listens on for the live notifications of the users it holds."""
     return f"herald:live:{gateway_id}"
+
+
+def metrics_key() -> str:
+    """Hash: metrics source (an actor, with its process) -> its latest metrics snapshot JSON (herald/metrics.py),
+    published every few seconds and merged by the gateway's /dashboard."""
+    return "herald:metrics"

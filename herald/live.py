@@ -13,7 +13,8 @@ know when it missed something (docs/architecture.md, "IN_APP live path"):
   sees `from` differ from the `to` it saw last missed a commit (presence lapsed, a message was lost) and reads
   the gap from the inbox by cursor. A gateway that lost its subscription does the same for every user it holds.
 
-Entries: {"u": user, "from": seq|null, "to": seq|null, "unread": n, "notes": [body, ...], "inbox": change|null}.
+Entries: {"u": user, "from": seq|null, "to": seq|null, "unread": n, "notes": [body, ...], "inbox": change|null,
+"p": ms|null}; `p` is the Kafka timestamp of the newest event behind a commit (produce -> delivery metrics).
 `from`/`to` are null for announcements that are not commits (a read made through a gateway).
 """
 
@@ -50,6 +51,7 @@ class LiveEntry:
     unread: int | None
     notes: tuple[dict[str, Any], ...]
     inbox: dict[str, Any] | None
+    produced_ms: int | None = None
 
     @property
     def is_commit(self) -> bool:
@@ -94,6 +96,7 @@ def parse_message(data: bytes | str) -> list[LiveEntry]:
                 unread=_optional_int(raw, "unread"),
                 notes=tuple(notes),
                 inbox=inbox,
+                produced_ms=_optional_int(raw, "p"),
             )
         )
     return entries
@@ -107,8 +110,12 @@ def encode_entry(
     unread: int | None = None,
     from_seq: int | None = None,
     to_seq: int | None = None,
+    produced_ms: int | None = None,
 ) -> dict[str, Any]:
-    return {"u": user_id, "from": from_seq, "to": to_seq, "unread": unread, "notes": list(notes), "inbox": inbox}
+    entry = {"u": user_id, "from": from_seq, "to": to_seq, "unread": unread, "notes": list(notes), "inbox": inbox}
+    if produced_ms is not None:
+        entry["p"] = produced_ms
+    return entry
 
 
 def live_gateways(presence: Mapping[str, str], now_ms: int) -> list[str]:

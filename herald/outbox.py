@@ -289,4 +289,11 @@ def _job(fields: dict[str, str], attempts_before: int) -> DeliveryJob:
         # The digest list may hold several versions of one notification: show each once, at its newest.
         items = latest_versions([i for i in digest.get("items", []) if isinstance(i, dict)])
         payload = {"digest": {**digest, "count": len(items), "items": items}}
-    return DeliveryJob(delivery_id=fields["id"], user_id=fields["u"], payload=payload, attempts_before=attempts_before)
+    produced = fields.get("p")
+    return DeliveryJob(
+        delivery_id=fields["id"],
+        user_id=fields["u"],
+        payload=payload,
+        attempts_before=attempts_before,
+        produced_ms=int(produced) if produced and produced.isdigit() else None,
+    )

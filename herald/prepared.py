@@ -35,6 +35,7 @@ class PreparedEvent:
     read_before: str | None = None  # BULK_NOTIFICATIONS_READ without ids: only those created up to this time
     preferences: dict[str, Any] | None = None  # PREFERENCES_UPDATED, when well formed
     wire_id: str | None = None  # the id the reader knows the Kafka record by (for dead-lettering)
+    produced_ms: int | None = None  # the Kafka record's timestamp: produce -> apply/delivery latency (metrics)
 
 
 def _occurrence(event: NotificationEvent, event_id: str) -> Occurrence | None:
@@ -95,7 +96,7 @@ def _named_ids(event: NotificationEvent) -> list[str] | None:
     return [single] if isinstance(single, str) and single else None
 
 
-def prepare(event: NotificationEvent, *, wire_id: str | None = None) -> PreparedEvent:
+def prepare(event: NotificationEvent, *, wire_id: str | None = None, produced_ms: int | None = None) -> PreparedEvent:
     """Reduce a validated event (with an event id) to what applying it needs."""
     if event.event_id is None:
         raise ValueError("an event needs an eventId (or Kafka coordinates to derive one) before it is applied")
@@ -113,6 +114,7 @@ def prepare(event: NotificationEvent, *, wire_id: str | None = None) -> Prepared
         read_before=before if isinstance(before, str) else None,
         preferences=preferences if isinstance(preferences, dict) else None,
         wire_id=wire_id,
+        produced_ms=produced_ms,
     )
 
 

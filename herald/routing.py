@@ -84,7 +84,9 @@ def route(records: Iterable[KafkaRecord], *, shards: int, actors: int) -> Routed
             )
             continue
         actor = actor_of_shard(shard_of(event.user_id, shards), actors)
-        batch.per_actor.setdefault(actor, []).append(prepare(event, wire_id=fallback_event_id))
+        batch.per_actor.setdefault(actor, []).append(
+            prepare(event, wire_id=fallback_event_id, produced_ms=record.timestamp)
+        )
         batch.coordinates[fallback_event_id] = (
             record.topic,
             record.partition,

@@ -68,6 +68,9 @@ class UserChange:
     # deletes to tell them about; the store publishes them to the gateways holding the user, with the commit.
     live_ids: list[str] = field(default_factory=list)
     live_inbox: dict[str, Any] | None = None
+    # The Kafka timestamp of the newest event behind this change; rides along with the live entry and the outbox
+    # entries (never in the body clients see) so that delivery can measure produce -> delivery.
+    produced_ms: int | None = None
 
     @property
     def is_empty(self) -> bool:

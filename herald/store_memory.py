@@ -103,6 +103,7 @@ class MemoryStore:
                 unread=len(user.unread),
                 from_seq=previous_seq,
                 to_seq=user.seq,
+                produced_ms=change.produced_ms,
             )
         )
 

@@ -153,6 +153,7 @@ class RedisStore:
             "user": user,
             "live": [bodies[i] for i in change.live_ids],
             "inbox": blob(orjson.dumps(change.live_inbox).decode()) if change.live_inbox is not None else None,
+            "produced": str(change.produced_ms) if change.produced_ms is not None else None,
         }
 
     async def commit(self, changes: Sequence[UserChange], *, now_ms: int) -> list[bool]:

@@ -45,6 +45,9 @@ class DeliveryJob:
     payload: dict[str, Any]
     attempts_before: int = 0  # deliveries tried by earlier owners of this entry (a reclaimed entry)
     recipient: Recipient | None = None
+    # The Kafka timestamp of the newest event behind the commit that wrote the entry (metrics: produce ->
+    # delivery); None for entries released later from the schedule (quiet hours, digests).
+    produced_ms: int | None = None
 
     @property
     def is_digest(self) -> bool:

@@ -121,7 +121,7 @@ async def _demo_with_sinks(
     inboxes = [WatchedInbox(traffic.user_name(i)) for i in range(watch)]
     console.print(
         f"gateway at {url}; open the browser inbox of {inboxes[0].user} at "
-        f"{url}/?token={mint_token(settings, inboxes[0].user)}"
+        f"{url}/?token={mint_token(settings, inboxes[0].user)}, and the live dashboard at {url}/dashboard"
     )
     clients = [await _connect(url, settings, inbox) for inbox in inboxes]
     watched = {inbox.user for inbox in inboxes}

@@ -1,4 +1,5 @@
-"""The plain HTTP side of the gateway that python-socketio does not serve: /healthz, and 404 for the rest.
+"""The plain HTTP side of the gateway that python-socketio does not serve: /healthz, /dashboard/data (the
+cluster's merged metrics for the /dashboard page), and 404 for the rest.
 
 The browser inbox page and its assets are python-socketio's `static_files` (see `static_files()`), so
 only files under herald/static are served, and paths that climb out of it are refused by engine.io."""
@@ -9,6 +10,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from redis.exceptions import RedisError
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -24,13 +27,20 @@ def static_files(static_dir: Path = STATIC_DIR) -> dict[str, Any]:
     return {
         "/": {"filename": str(index), "content_type": "text/html; charset=utf-8"},
         "/index.html": {"filename": str(index), "content_type": "text/html; charset=utf-8"},
+        # /dashboard/data is no file under it, so engine.io passes it on to HttpApp.
+        "/dashboard": {"filename": str(static_dir / "dashboard.html"), "content_type": "text/html; charset=utf-8"},
         "/static": str(static_dir),
     }
 
 
 class HttpApp:
-    def __init__(self, health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        health: Callable[[], dict[str, Any]],
+        dashboard_data: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self._health = health
+        self._dashboard_data = dashboard_data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -46,6 +56,14 @@ class HttpApp:
             health = self._health()
             status = 200 if health.get("ok") else 503
             await _respond(send, status, json.dumps(health).encode(), "application/json")
+            return
+        if path == "/dashboard/data" and self._dashboard_data is not None:
+            try:
+                data = await self._dashboard_data()
+            except (RedisError, OSError) as exc:
+                await _respond(send, 503, json.dumps({"error": f"metrics board: {exc}"}).encode(), "application/json")
+                return
+            await _respond(send, 200, json.dumps(data).encode(), "application/json")
             return
         await _respond(send, 404, b"not found\n", "text/plain")
 

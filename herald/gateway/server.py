@@ -38,12 +38,13 @@ from redis.exceptions import RedisError
 from socketio import packet as socketio_packet
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
-from herald import auth, live
+from herald import auth, live, metrics, metrics_board
 from herald.config import Settings
 from herald.errors import AuthError, ConfigError, HeraldError
 from herald.gateway import fastjson, protocol
 from herald.gateway.analytics import AnalyticsPublisher
 from herald.gateway.client_events import ClientEvents
+from herald.gateway.dashboard import view as dashboard_view
 from herald.gateway.fanout import Delivery, Fanout
 from herald.gateway.http import STATIC_DIR, HttpApp, static_files
 from herald.gateway.limits import GatewayLimits, TokenBucket
@@ -124,6 +125,8 @@ class Gateway:
         self._samples_offered = 0
         self.counters = GatewayCounters()
         self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # IN_APP deliveries and their produce -> send latency; the gateway actor exports it (actors/metrics_export.py).
+        self.metrics = metrics.MetricsRecorder(f"gateway@{self.gateway_id}")
         # Its own connections: health checks notice a half-open pub/sub connection.
         self._redis = redis_client(
             settings.redis_url, health_check_interval=10, client_name=f"herald-gateway-{self.gateway_id}"
@@ -171,7 +174,7 @@ class Gateway:
             send_count=self._fanout.send_count,
             push_subscriptions=PushSubscriptionStore(self._redis),
         )
-        self._http = HttpApp(self.health)
+        self._http = HttpApp(self.health, self.dashboard_data)
         self.asgi_app = socketio.ASGIApp(self.sio, other_asgi_app=self._http, static_files=static_files(static_dir))
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -264,6 +267,11 @@ class Gateway:
             "dropped_stale": sum(s.dropped_stale for s in self._sessions.values()),
             "analytics": asdict(self.analytics.counters),
         }
+
+    async def dashboard_data(self) -> dict[str, Any]:
+        """/dashboard/data: every fresh snapshot on the cluster's metrics board, merged (herald/metrics_board.py)."""
+        now_ms = wall_clock_ms()
+        return dashboard_view(await metrics_board.read_merged(self._redis, now_ms=now_ms), now_ms=now_ms)
 
     @property
     def counts_pending(self) -> int:
@@ -370,6 +378,24 @@ class Gateway:
                     self._heard_seq[entry.user_id] = entry.to_seq
             sends += self._route_entry(entry, list(sids))
         await self._emit_all(sends)
+        self._record_sent(entries)
+
+    def _record_sent(self, entries: list[LiveEntry]) -> None:
+        """IN_APP delivery metrics, per commit (not per socket): versions pushed, and the produce -> send latency
+        of the commit's newest event. Entries of users not held here were not sent."""
+        sent_ms = wall_clock_ms()
+        latencies = []
+        pushed = 0
+        for entry in entries:
+            if not entry.notes or entry.user_id not in self._user_sids:
+                continue
+            pushed += len(entry.notes)
+            if entry.produced_ms is not None:
+                latencies.append(max(0, sent_ms - entry.produced_ms) / 1000)
+        if pushed:
+            self.metrics.inc(metrics.DELIVERIES, pushed, channel="IN_APP", outcome="DELIVERED")
+        if latencies:
+            self.metrics.observe_many(metrics.PRODUCE_TO_DELIVERY, latencies, channel="IN_APP")
 
     def _route_entry(self, entry: LiveEntry, sids: list[str]) -> list[Delivery]:
         sends: list[Delivery] = []

@@ -5,11 +5,11 @@
 -- ARGV[1]: JSON {now, horizon, cap, users: [ops...]} with numbers as strings. Bodies and group states are not
 -- in it: they are ARGV entries of their own, named by index, so cjson never parses (or re-encodes) them and a
 -- body shared by the inbox and the outbox is sent once. Each ops: {base = index of its first key - 1,
--- expected, seq, seen, groups, readall, read, deleted, notes, aliases, prefs, outbox}; keys are named relative
+-- expected, seq, seen, groups, readall, read, deleted, notes, aliases, prefs, outbox, produced}; keys are named relative
 -- to base. Reads and deletes are applied before the batch's new versions: the fold already decided, in event
 -- order, which new versions stay unread (note[4]).
 -- The live path (docs/architecture.md, "IN_APP live path"): for every applied user with a gateway in its
--- presence hash, an entry {u, from, to, unread, notes, inbox} goes to that gateway; at the end, one PUBLISH
+-- presence hash, an entry {u, from, to, unread, notes, inbox, p} goes to that gateway; at the end, one PUBLISH
 -- per gateway on `live_prefix .. gateway id` with all its entries. Published inside the script, so a gateway
 -- hears of a commit exactly when it is visible, and in commit order.
 -- Reply: per user, 1 applied, 0 refused (stale sequence number) or 2 refused (an event id of the change is
@@ -21,6 +21,14 @@ local cap = tonumber(batch.cap)
 local results = {}
 local feeds = {}  -- gateway id -> entries (JSON texts) for it
 local feed_order = {}
+
+-- The Kafka timestamp (ms, a decimal string) of the newest event behind this user's change, or nil.
+local function produced(ops)
+  if ops.produced == nil or ops.produced == cjson.null then
+    return nil
+  end
+  return ops.produced
+end
 
 local function apply(ops, key)
   redis.call('SET', key(1), ops.seq)
@@ -97,7 +105,13 @@ local function apply(ops, key)
   end
 
   for _, entry in ipairs(ops.outbox) do
-    redis.call('XADD', key(tonumber(entry[1])), '*', 'id', entry[2], 'u', entry[3], 'd', ARGV[tonumber(entry[4])])
+    if produced(ops) then
+      -- The produce time rides beside the body (never in it) for the delivery actors' latency metric.
+      redis.call('XADD', key(tonumber(entry[1])), '*', 'id', entry[2], 'u', entry[3], 'd', ARGV[tonumber(entry[4])],
+        'p', ops.produced)
+    else
+      redis.call('XADD', key(tonumber(entry[1])), '*', 'id', entry[2], 'u', entry[3], 'd', ARGV[tonumber(entry[4])])
+    end
   end
 end
 
@@ -133,7 +147,7 @@ local function push_live(ops, key)
         end
         entry = '{"u":' .. cjson.encode(ops.user) .. ',"from":' .. ops.expected .. ',"to":' .. ops.seq
           .. ',"unread":' .. redis.call('SCARD', key(5)) .. ',"notes":[' .. table.concat(notes, ',')
-          .. '],"inbox":' .. inbox .. '}'
+          .. '],"inbox":' .. inbox .. ',"p":' .. (produced(ops) or 'null') .. '}'
       end
       local entries = feeds[gateway]
       if not entries then
