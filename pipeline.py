@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
 from types import FrameType
 from typing import Any
 
@@ -33,6 +33,9 @@ from herald.channels.registry import configured_channels
 from herald.config import Settings, load_settings
 from herald.contracts import ActorHealth
 from herald.topics import ensure_topics
+from herald.topology import GatewaySlot, Topology, gateway_port, gateway_slots, place_new, plan_topology
+
+__all__ = ["Pipeline", "Topology", "connect_ray", "plan_topology"]
 
 log = logging.getLogger("herald.pipeline")
 
@@ -41,23 +44,6 @@ log = logging.getLogger("herald.pipeline")
 DRAIN_TIMEOUT_S = 60.0
 NODE_CHECK_INTERVAL_S = 5.0
 STATUS_LOG_INTERVAL_S = 30.0
-
-
-@dataclass(frozen=True)
-class Topology:
-    readers: int
-    aggregators: int
-    delivery_actors: int
-
-
-def plan_topology(settings: Settings, *, cpus: int, partitions: int) -> Topology:
-    """Sizes from settings, else from the cluster: readers never outnumber partitions."""
-    half = max(1, cpus // 2)
-    return Topology(
-        readers=min(partitions, settings.readers or max(2, half)),
-        aggregators=settings.aggregators or max(2, half),
-        delivery_actors=settings.delivery_actors or max(1, cpus // 4),
-    )
 
 
 def unreachable(label: str, error: str) -> ActorHealth:
@@ -118,7 +104,11 @@ class Pipeline:
         self.readers: list[Any] = []
         self.delivery: list[Any] = []
         self.preferences: list[Any] = []  # the user-preferences consumer, when external channels are delivered
-        self.gateways: dict[str, Any] = {}  # node id -> gateway actor pinned to it
+        self.gateways: dict[GatewaySlot, Any] = {}  # (node id, slot) -> gateway actor pinned to that node
+        # The node each reader / delivery actor was placed on (None once that node left and Ray restarted the
+        # actor elsewhere), so growth goes to the nodes below their share (herald/topology.py place_new).
+        self.reader_nodes: list[str | None] = []
+        self.delivery_nodes: list[tuple[str, str | None]] = []  # (channel, node) per delivery actor
         self._next_node_check = 0.0
         self._loops: dict[Any, tuple[str, Any]] = {}
         self._stop_requested = False
@@ -133,17 +123,21 @@ class Pipeline:
         prefix = f"{self.name}-g{self._generation}"
         connect_ray(self.settings)
         asyncio.run(ensure_topics(self.settings, replication_factor=self.settings.topic_replication_factor))
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        cpus = int(resources.get("CPU", 1))
-        self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)
-        log.info("starting %s with %s", self.name, self.topology)
+        nodes = alive_nodes()
+        self.topology = plan_topology(
+            self.settings, cpus=sum(nodes.values()), partitions=self.settings.events_partitions
+        )
+        log.info("starting %s with %s on %d node(s)", self.name, self.topology, len(nodes))
+        # Aggregators are spread over the nodes there are at start, softly: Ray restarts one whose node left
+        # elsewhere, and their number stays (shards map onto them by shard % count).
         self.aggregators = [
-            Aggregator.options(name=f"{prefix}-aggregator-{i}").remote(
+            Aggregator.options(name=f"{prefix}-aggregator-{i}", **on_node(node, soft=True)).remote(
                 self.settings, i, ("IN_APP", *self.delivery_channels)
             )
-            for i in range(self.topology.aggregators)
+            for i, node in enumerate(place_new(self.topology.aggregators, nodes, {}))
         ]
         self.readers, self.delivery, self.preferences = [], [], []
+        self.reader_nodes, self.delivery_nodes = [], []
         self._prefix = prefix
         if self.delivery_channels:
             feed = PreferencesFeedActor.options(name=f"{prefix}-preferences").remote(self.settings)
@@ -174,41 +168,49 @@ class Pipeline:
             self.supervise_once(0.5)
 
     def reconcile_nodes(self) -> None:
-        """One gateway per alive node; more readers and delivery actors when the cluster grew."""
-        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-        alive = {n["NodeID"] for n in nodes if n.get("Alive")}
-        for node_id in set(self.gateways) - alive:
-            log.info("node %s left: dropping its gateway", node_id[:8])
-            gone = self.gateways.pop(node_id)
+        """`gateways_per_node` gateways on every alive node; more readers and delivery actors when the cluster
+        grew, on the nodes below their share of CPUs (docs/architecture.md, "Ray deployment")."""
+        nodes = alive_nodes()
+        per_node = self.settings.gateways_per_node if self.settings.gateway_enabled else 0
+        wanted_slots = gateway_slots(sorted(nodes), per_node)
+        for slot in set(self.gateways) - wanted_slots:
+            log.info("node %s left: dropping its gateway %d", slot.node_id[:8], slot.slot)
+            gone = self.gateways.pop(slot)
             self._loops = {ref: v for ref, v in self._loops.items() if v[1] is not gone}
             ray.kill(gone, no_restart=True)
-        if self.settings.gateway_enabled:
-            for node_id in sorted(alive - set(self.gateways)):
-                gateway = Gateway.options(name=f"{self._prefix}-gateway-{node_id[:8]}", **on_node(node_id)).remote(
-                    self.settings
-                )
-                self.gateways[node_id] = gateway
-                self._loops[start_loop(gateway)] = ("gateway", gateway)
-        self._grow_with_cluster()
+        for slot in sorted(wanted_slots - set(self.gateways), key=lambda s: (s.node_id, s.slot)):
+            port = gateway_port(self.settings.gateway_port, slot.slot)
+            settings = self.settings.model_copy(update={"gateway_port": port})
+            gateway = Gateway.options(
+                name=f"{self._prefix}-gateway-{slot.node_id[:8]}-{slot.slot}", **on_node(slot.node_id)
+            ).remote(settings)
+            self.gateways[slot] = gateway
+            self._loops[start_loop(gateway)] = ("gateway", gateway)
+        # Actors whose node left were restarted elsewhere by Ray: they still count, but towards no node.
+        self.reader_nodes = [n if n in nodes else None for n in self.reader_nodes]
+        self.delivery_nodes = [(c, n if n in nodes else None) for c, n in self.delivery_nodes]
+        self._grow_with_cluster(nodes)
 
-    def _grow_with_cluster(self) -> None:
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        wanted = plan_topology(
-            self.settings, cpus=int(resources.get("CPU", 1)), partitions=self.settings.events_partitions
-        )
-        while len(self.readers) < wanted.readers:
+    def _grow_with_cluster(self, nodes: dict[str, float]) -> None:
+        wanted = plan_topology(self.settings, cpus=sum(nodes.values()), partitions=self.settings.events_partitions)
+        for node in place_new(wanted.readers, nodes, Counter(self.reader_nodes)):
             i = len(self.readers)
-            reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}").remote(
+            reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}", **on_node(node, soft=True)).remote(
                 self.settings, i, self.aggregators
             )
             self.readers.append(reader)
+            self.reader_nodes.append(node)
             self._loops[start_loop(reader)] = ("reader", reader)
-        while len(self.delivery) < wanted.delivery_actors * len(self.delivery_channels):
-            i = len(self.delivery)
-            channel = self.delivery_channels[i % len(self.delivery_channels)]
-            actor = Delivery.options(name=f"{self._prefix}-delivery-{i}").remote(self.settings, channel, i)
-            self.delivery.append(actor)
-            self._loops[start_loop(actor)] = ("delivery", actor)
+        for channel in self.delivery_channels:
+            placed = Counter(n for c, n in self.delivery_nodes if c == channel)
+            for node in place_new(wanted.delivery_actors, nodes, placed):
+                i = len(self.delivery)
+                actor = Delivery.options(name=f"{self._prefix}-delivery-{i}", **on_node(node, soft=True)).remote(
+                    self.settings, channel, i
+                )
+                self.delivery.append(actor)
+                self.delivery_nodes.append((channel, node))
+                self._loops[start_loop(actor)] = ("delivery", actor)
 
     def supervise_once(self, timeout_s: float = 1.0) -> None:
         """Restart any loop that ended with an error (its actor was restarted by Ray, the loop was not)."""
@@ -305,7 +307,13 @@ class Pipeline:
         for actor in [*self.readers, *self.delivery, *self.preferences, *self.aggregators, *self.gateways.values()]:
             ray.kill(actor, no_restart=True)
         self.readers, self.delivery, self.aggregators, self.gateways = [], [], [], {}
-        self.preferences = []
+        self.preferences, self.reader_nodes, self.delivery_nodes = [], [], []
+
+
+def alive_nodes() -> dict[str, float]:
+    """Node id -> CPUs of every alive node of the Ray cluster."""
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return {n["NodeID"]: float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes if n.get("Alive")}
 
 
 def _tell_all(what: str, refs: list[Any], timeout_s: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from actors.loops import node_id
 from herald.applier import ApplyReport, InboxApplier
 from herald.config import Settings
 from herald.contracts import ActorHealth, ApplyResult
@@ -60,6 +61,7 @@ class AggregatorActor:
             "actor": f"aggregator-{self._index}",
             "ok": True,
             "pid": os.getpid(),
+            "node": node_id(),
             "batches": self._batches,
             "applied": self._totals.applied,
             "duplicates": self._totals.duplicates,

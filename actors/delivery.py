@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from actors.loops import OwnedLoop
+from actors.loops import OwnedLoop, node_id
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
 from herald.channels.breaker import CircuitBreaker
 from herald.channels.registry import build_provider
@@ -110,6 +110,7 @@ class DeliveryActor:
             "actor": self._name,
             "ok": self._running,
             "pid": os.getpid(),
+            "node": node_id(),
             "breaker": breaker.state.value if breaker else None,
             **self._worker.health(),
         }

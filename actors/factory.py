@@ -29,9 +29,11 @@ Delivery = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(DeliveryAct
 PreferencesFeedActor = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(PreferencesActor)
 
 
-def on_node(node_id: str) -> dict[str, Any]:
-    """Pin an actor to one node (gateways: one per node, re-placed by the supervisor when nodes change)."""
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
+def on_node(node_id: str, *, soft: bool = False) -> dict[str, Any]:
+    """Place an actor on one node. Hard (gateways): it lives and dies with the node, and the supervisor
+    re-places gateways when nodes change. Soft (readers, delivery actors): it starts there, and when the node
+    is gone Ray restarts it on another one (docs/architecture.md, "Ray deployment")."""
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=soft)}
 
 
 def start_loop(actor: Any) -> Any:

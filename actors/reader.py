@@ -20,7 +20,7 @@ from ray.exceptions import RayError, RayTaskError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from actors.loops import OwnedLoop
+from actors.loops import OwnedLoop, node_id
 from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
 from herald.config import DEFAULT_READER_GROUP, Settings
 from herald.contracts import ActorHealth, ApplyResult
@@ -212,6 +212,7 @@ class ReaderActor:
             "actor": self.name,
             "ok": consumer is not None and not self._stopping,
             "pid": os.getpid(),
+            "node": node_id(),
             "partitions": self.assigned,
             "lag": lag,
             "batches": counters.batches,
