@@ -27,6 +27,7 @@ from actors.factory import (
     PreferencesFeedActor,
     Reader,
     on_node,
+    probe_node,
     start_loop,
 )
 from herald.channels.registry import configured_channels
@@ -105,10 +106,14 @@ class Pipeline:
         self.delivery: list[Any] = []
         self.preferences: list[Any] = []  # the user-preferences consumer, when external channels are delivered
         self.gateways: dict[GatewaySlot, Any] = {}  # (node id, slot) -> gateway actor pinned to that node
-        # The node each reader / delivery actor was placed on (None once that node left and Ray restarted the
-        # actor elsewhere), so growth goes to the nodes below their share (herald/topology.py place_new).
-        self.reader_nodes: list[str | None] = []
-        self.delivery_nodes: list[tuple[str, str | None]] = []  # (channel, node) per delivery actor
+        # The node each reader / delivery actor is pinned to, so growth goes to the nodes below their share
+        # (herald/topology.py place_new) and the actors of a node that left are replaced.
+        self.reader_nodes: list[str] = []
+        self.delivery_nodes: list[tuple[str, str]] = []  # (channel, node) per delivery actor
+        self._next_index = {"reader": 0, "delivery": 0}  # names stay unique when actors are replaced
+        # Nodes known to take work (a probe task ran there) and the probes still out: growth waits for them.
+        self._ready_nodes: set[str] = set()
+        self._probes: dict[str, Any] = {}
         self._next_node_check = 0.0
         self._loops: dict[Any, tuple[str, Any]] = {}
         self._stop_requested = False
@@ -123,7 +128,8 @@ class Pipeline:
         prefix = f"{self.name}-g{self._generation}"
         connect_ray(self.settings)
         asyncio.run(ensure_topics(self.settings, replication_factor=self.settings.topic_replication_factor))
-        nodes = alive_nodes()
+        alive = alive_nodes()
+        nodes = self._schedulable(alive, wait_s=30.0) or alive
         self.topology = plan_topology(
             self.settings, cpus=sum(nodes.values()), partitions=self.settings.events_partitions
         )
@@ -138,6 +144,7 @@ class Pipeline:
         ]
         self.readers, self.delivery, self.preferences = [], [], []
         self.reader_nodes, self.delivery_nodes = [], []
+        self._next_index = {"reader": 0, "delivery": 0}
         self._prefix = prefix
         if self.delivery_channels:
             feed = PreferencesFeedActor.options(name=f"{prefix}-preferences").remote(self.settings)
@@ -175,9 +182,7 @@ class Pipeline:
         wanted_slots = gateway_slots(sorted(nodes), per_node)
         for slot in set(self.gateways) - wanted_slots:
             log.info("node %s left: dropping its gateway %d", slot.node_id[:8], slot.slot)
-            gone = self.gateways.pop(slot)
-            self._loops = {ref: v for ref, v in self._loops.items() if v[1] is not gone}
-            ray.kill(gone, no_restart=True)
+            self._release(self.gateways.pop(slot))
         for slot in sorted(wanted_slots - set(self.gateways), key=lambda s: (s.node_id, s.slot)):
             port = gateway_port(self.settings.gateway_port, slot.slot)
             settings = self.settings.model_copy(update={"gateway_port": port})
@@ -186,16 +191,61 @@ class Pipeline:
             ).remote(settings)
             self.gateways[slot] = gateway
             self._loops[start_loop(gateway)] = ("gateway", gateway)
-        # Actors whose node left were restarted elsewhere by Ray: they still count, but towards no node.
-        self.reader_nodes = [n if n in nodes else None for n in self.reader_nodes]
-        self.delivery_nodes = [(c, n if n in nodes else None) for c, n in self.delivery_nodes]
-        self._grow_with_cluster(nodes)
+        self._drop_actors_of_nodes_that_left(nodes)
+        self._grow_with_cluster(self._schedulable(nodes))
+
+    def _drop_actors_of_nodes_that_left(self, nodes: dict[str, float]) -> None:
+        """Readers and delivery actors are pinned to their node, so Ray cannot restart them once it is gone:
+        they are released, and _grow_with_cluster places what the smaller cluster's plan wants on the nodes
+        left. Nothing is lost: a reader commits only applied offsets (its partitions move to the other readers
+        of the group), and a delivery actor's pending outbox entries are claimed by another after
+        delivery_reclaim_idle_s (docs/architecture.md, "Ray deployment")."""
+        keep = [i for i, node in enumerate(self.reader_nodes) if node in nodes]
+        for i in sorted(set(range(len(self.readers))) - set(keep)):
+            log.info("node %s left: releasing its reader", self.reader_nodes[i][:8])
+            self._release(self.readers[i])
+        self.readers = [self.readers[i] for i in keep]
+        self.reader_nodes = [self.reader_nodes[i] for i in keep]
+        keep = [i for i, (_channel, node) in enumerate(self.delivery_nodes) if node in nodes]
+        for i in sorted(set(range(len(self.delivery))) - set(keep)):
+            log.info("node %s left: releasing its delivery actor", self.delivery_nodes[i][1][:8])
+            self._release(self.delivery[i])
+        self.delivery = [self.delivery[i] for i in keep]
+        self.delivery_nodes = [self.delivery_nodes[i] for i in keep]
+
+    def _release(self, actor: Any) -> None:
+        self._loops = {ref: v for ref, v in self._loops.items() if v[1] is not actor}
+        ray.kill(actor, no_restart=True)
+
+    def _index(self, kind: str) -> int:
+        index = self._next_index[kind]
+        self._next_index[kind] = index + 1
+        return index
+
+    def _schedulable(self, nodes: dict[str, float], wait_s: float = 0.0) -> dict[str, float]:
+        """The alive nodes a probe task already ran on. A node that just joined is alive before Ray schedules
+        onto it: a softly placed actor would fall back to another node, so growth waits for its probe."""
+        for node in nodes.keys() - self._ready_nodes - self._probes.keys():
+            self._probes[node] = probe_node(node)
+        self._probes = {node: ref for node, ref in self._probes.items() if node in nodes}
+        if self._probes:
+            refs = list(self._probes.values())
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+            for node, ref in list(self._probes.items()):
+                if ref in done:
+                    del self._probes[node]
+                    try:
+                        self._ready_nodes.add(ray.get(ref))
+                    except Exception as exc:  # noqa: BLE001 - the node is probed again next time
+                        log.info("node %s does not take work yet (%s)", node[:8], exc)
+        self._ready_nodes &= nodes.keys()
+        return {node: cpus for node, cpus in nodes.items() if node in self._ready_nodes}
 
     def _grow_with_cluster(self, nodes: dict[str, float]) -> None:
         wanted = plan_topology(self.settings, cpus=sum(nodes.values()), partitions=self.settings.events_partitions)
         for node in place_new(wanted.readers, nodes, Counter(self.reader_nodes)):
-            i = len(self.readers)
-            reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}", **on_node(node, soft=True)).remote(
+            i = self._index("reader")
+            reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}", **on_node(node)).remote(
                 self.settings, i, self.aggregators
             )
             self.readers.append(reader)
@@ -204,8 +254,8 @@ class Pipeline:
         for channel in self.delivery_channels:
             placed = Counter(n for c, n in self.delivery_nodes if c == channel)
             for node in place_new(wanted.delivery_actors, nodes, placed):
-                i = len(self.delivery)
-                actor = Delivery.options(name=f"{self._prefix}-delivery-{i}", **on_node(node, soft=True)).remote(
+                i = self._index("delivery")
+                actor = Delivery.options(name=f"{self._prefix}-delivery-{i}", **on_node(node)).remote(
                     self.settings, channel, i
                 )
                 self.delivery.append(actor)
@@ -214,7 +264,8 @@ class Pipeline:
 
     def supervise_once(self, timeout_s: float = 1.0) -> None:
         """Restart any loop that ended with an error (its actor was restarted by Ray, the loop was not)."""
-        if time.monotonic() >= self._next_node_check:
+        # A node that joined is placed on as soon as its probe answers, not at the next periodic check.
+        if time.monotonic() >= self._next_node_check or self._probes:
             self._next_node_check = time.monotonic() + NODE_CHECK_INTERVAL_S
             self.reconcile_nodes()
         if not self._loops:
@@ -229,6 +280,9 @@ class Pipeline:
                 ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - any failure of a loop means restart it
                 log.warning("%s loop failed (%s); restarting it", kind, exc)
+                # Often a node left (a pinned gateway cannot be placed): look at the nodes at the next turn
+                # rather than retrying the loop every turn until the periodic check.
+                self._next_node_check = 0.0
                 self._loops[start_loop(actor)] = (kind, actor)
                 continue
             if not self._stop_requested:

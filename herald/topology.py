@@ -62,13 +62,13 @@ def plan_topology(settings: ScalingSettings, *, cpus: float, partitions: int) ->
     )
 
 
-def place_new(wanted: int, node_cpus: Mapping[str, float], placed: Mapping[str | None, int]) -> list[str]:
+def place_new(wanted: int, node_cpus: Mapping[str, float], placed: Mapping[str, int]) -> list[str]:
     """The nodes of the actors to add so that `wanted` actors of one kind run, spread in proportion to CPUs.
 
-    `node_cpus`: the alive nodes and their CPUs. `placed`: how many actors of this kind each node was given;
-    key None counts those whose node left (Ray restarted them elsewhere): they count towards `wanted` but
-    towards no node's share. Each new actor goes to the node furthest below its share `wanted * cpus / total`
-    (ties: the node with more CPUs, then the smaller id), so a node that joins gets the growth.
+    `node_cpus`: the nodes that take work and their CPUs. `placed`: how many actors of this kind run per node;
+    those of a node not in `node_cpus` count towards `wanted` but towards no node's share. Each new actor goes
+    to the node furthest below its share `wanted * cpus / total` (ties: the node with more CPUs, then the
+    smaller id), so a node that joins gets the growth.
     Never removes anything: returns [] when `wanted` actors or more already run.
     """
     missing = wanted - sum(placed.values())

@@ -57,12 +57,12 @@ def test_a_joining_node_gets_the_growth_in_proportion_to_its_cpus() -> None:
     assert place_new(4, {"b": 4, "a": 4}, {}) == ["a", "b", "a", "b"]
 
 
-def test_actors_of_a_node_that_left_count_towards_the_total_only() -> None:
-    # 5 readers ran, 3 on a node that left (Ray restarted them elsewhere): the plan for 2 + 2 CPUs is 2, so
-    # nothing is added and nothing is removed.
-    assert place_new(2, {"head": 2, "other": 2}, {"head": 2, None: 3}) == []
+def test_actors_of_a_node_not_taking_work_count_towards_the_total_only() -> None:
+    # 5 readers run, 3 of them on a node not (yet) taking work: the plan for 2 + 2 CPUs is 2, so nothing is
+    # added (place_new never removes).
+    assert place_new(2, {"head": 2, "other": 2}, {"head": 2, "elsewhere": 3}) == []
     # A new node joins a cluster that wants more than runs: the growth goes to it.
-    assert place_new(7, {"head": 2, "new": 12}, {"head": 2, None: 3}) == ["new", "new"]
+    assert place_new(7, {"head": 2, "new": 12}, {"head": 2, "elsewhere": 3}) == ["new", "new"]
 
 
 def test_a_cluster_without_cpus_spreads_evenly_and_no_nodes_places_nothing() -> None:
