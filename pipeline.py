@@ -78,8 +78,9 @@ def live_sent(status: dict[str, list[ActorHealth]]) -> int:
 def connect_ray(settings: Settings) -> None:
     if ray.is_initialized():
         return
+    level = getattr(logging, settings.ray_log_level.upper())
     if settings.ray_address:
-        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
+        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False, logging_level=level)
     else:
         # "local" starts a private runtime even when another Ray instance runs on this machine.
         ray.init(
@@ -88,6 +89,7 @@ def connect_ray(settings: Settings) -> None:
             num_cpus=settings.ray_num_cpus,
             include_dashboard=False,
             log_to_driver=False,
+            logging_level=level,
         )
 
 
@@ -102,6 +104,7 @@ class Pipeline:
         self.name = name or f"herald-{uuid.uuid4().hex[:6]}"
         self._reader_actor = Reader if reader_actor is None else reader_actor
         self.aggregators: list[Any] = []
+        self.aggregator_names: list[str] = []
         self.readers: list[Any] = []
         self.delivery: list[Any] = []
         self.preferences: list[Any] = []  # the user-preferences consumer, when external channels are delivered
@@ -134,13 +137,16 @@ class Pipeline:
             self.settings, cpus=sum(nodes.values()), partitions=self.settings.events_partitions
         )
         log.info("starting %s with %s on %d node(s)", self.name, self.topology, len(nodes))
+        self.aggregator_names = [f"{prefix}-aggregator-{i}" for i in range(self.topology.aggregators)]
         # Aggregators are spread over the nodes there are at start, softly: Ray restarts one whose node left
         # elsewhere, and their number stays (shards map onto them by shard % count).
         self.aggregators = [
-            Aggregator.options(name=f"{prefix}-aggregator-{i}", **on_node(node, soft=True)).remote(
+            Aggregator.options(name=name, **on_node(node, soft=True)).remote(
                 self.settings, i, ("IN_APP", *self.delivery_channels)
             )
-            for i, node in enumerate(place_new(self.topology.aggregators, nodes, {}))
+            for i, (name, node) in enumerate(
+                zip(self.aggregator_names, place_new(self.topology.aggregators, nodes, {}), strict=True)
+            )
         ]
         self.readers, self.delivery, self.preferences = [], [], []
         self.reader_nodes, self.delivery_nodes = [], []
@@ -246,7 +252,7 @@ class Pipeline:
         for node in place_new(wanted.readers, nodes, Counter(self.reader_nodes)):
             i = self._index("reader")
             reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}", **on_node(node)).remote(
-                self.settings, i, self.aggregators
+                self.settings, i, self.aggregator_names
             )
             self.readers.append(reader)
             self.reader_nodes.append(node)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import ray
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from ray.exceptions import RayError, RayTaskError
@@ -66,11 +68,29 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self._reader.assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
 
 
+def aggregators_by_name(names: Sequence[str], timeout_s: float = 30.0) -> list[Any]:
+    """Handles of the named aggregators. Readers get names, not handles, as constructor arguments: Ray keeps
+    arguments that contain actor handles in the object store, and a restart needs them again from there
+    (ray-project/ray#53727); names are plain strings carried in the actor's creation spec."""
+    deadline = time.monotonic() + timeout_s
+    handles = []
+    for name in names:
+        while True:
+            try:
+                handles.append(ray.get_actor(name))
+                break
+            except ValueError:  # created by the driver a moment ago and not registered yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    return handles
+
+
 class ReaderActor:
-    def __init__(self, settings: Settings, index: int, aggregators: list[Any]) -> None:
+    def __init__(self, settings: Settings, index: int, aggregator_names: Sequence[str]) -> None:
         self._settings = settings
         self._index = index
-        self._aggregators = aggregators
+        self._aggregators = aggregators_by_name(aggregator_names)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: Any = None
         self._stopping = False

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     kafka_heap_mb: PositiveInt = Field(default=512, le=8192)
     redis_port: PositiveInt = 16379
     ray_num_cpus: PositiveInt | None = None
+    # Ray's own driver messages (start-up notices, token-auth warnings): hidden below ERROR unless asked for;
+    # `herald --verbose` sets it to INFO. Herald's own logs are not affected.
+    ray_log_level: Literal["debug", "info", "warning", "error"] = "error"
 
     # Kafka clients.
     connect_timeout_s: PositiveFloat = 10.0

@@ -8,6 +8,7 @@ them and writes docs/benchmarks.md, raw JSON and charts under docs/bench/.
     .venv/bin/python scripts/bench.py all     [--repeat N] [--quick]
     .venv/bin/python scripts/bench.py report  (rewrite the page from the JSON already there)
     .venv/bin/python scripts/bench.py idle-connections [--max 5000 --step 500]
+    .venv/bin/python scripts/bench.py soak    [--minutes 30 --clients 200 --rate 200 --sample-s 15]
 
 Every run uses a private topic and consumer group, passed as settings (see bench_support/ray_reader.py), a fresh
 in-process Ray runtime that is drained and shut down at the end, and user ids unique to the run. --quick runs
@@ -28,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from herald.config import Settings, load_settings  # noqa: E402
-from scripts.bench_support import burst, drain, idle, latency, report  # noqa: E402
+from scripts.bench_support import burst, drain, idle, latency, report, soak  # noqa: E402
 from scripts.bench_support.common import free_port  # noqa: E402
 
 FULL = {"events": 100_000, "clients": 1000, "seconds": 30.0, "likes": 100_000, "burst_seconds": 10.0}
@@ -118,6 +119,35 @@ def run_one(which: str, args: argparse.Namespace, out_dir: Path, command: str) -
     print(f"wrote {path}")
 
 
+def run_soak(args: argparse.Namespace) -> None:
+    plan = soak.SoakPlan(
+        minutes=args.minutes,
+        clients=args.clients,
+        rate=args.rate,
+        sample_s=args.sample_s,
+        dedup_horizon_s=args.dedup_horizon_s,
+    )
+    result = soak.run_soak(load_settings(gateway_port=free_port()), plan)
+    out_dir = args.out or ROOT / "docs" / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "soak.json").write_text(json.dumps(result, indent=1, default=str))
+    (out_dir / "soak.svg").write_text(soak.render_chart(result))
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print(soak.summary(result))
+        print(f"wrote {out_dir / 'soak.json'} and {out_dir / 'soak.svg'}")
+    verdict = result["verdict"]
+    healthy = (
+        verdict["bounded"]
+        and verdict["inbox_within_capacity"]
+        and not verdict["keys_without_expiry"]
+        and verdict["mentions_missing"] == 0
+        and verdict["client_duplicates"] == 0
+    )
+    sys.exit(0 if healthy else 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Herald benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +163,16 @@ def main(argv: list[str] | None = None) -> None:
     p_idle.add_argument("--max", type=int, default=5000)
     p_idle.add_argument("--step", type=int, default=500)
     p_idle.add_argument("--processes", type=int, default=4, help="client processes")
+    p_soak = sub.add_parser("soak", help="steady load for a long time: does anything grow without bound?")
+    p_soak.add_argument("--minutes", type=float, default=30.0)
+    p_soak.add_argument("--clients", type=int, default=200, help="connected users (each gets mentions)")
+    p_soak.add_argument("--rate", type=float, default=200.0, help="events/s (a quarter are likes to offline users)")
+    p_soak.add_argument("--sample-s", dest="sample_s", type=float, default=15.0, help="seconds between samples")
+    p_soak.add_argument(
+        "--dedup-horizon-s", dest="dedup_horizon_s", type=int, help="shorter dedup horizon, to reach its plateau"
+    )
+    p_soak.add_argument("--out", type=Path, help="where soak.json and soak.svg go (default docs/bench)")
+    p_soak.add_argument("--json", action="store_true", help="print the result as one JSON document")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -141,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         result = idle.run_idle(settings, maximum=args.max, step=args.step, processes=args.processes)
         print()
         print(idle.idle_report(result))
+        return
+    if args.command == "soak":
+        run_soak(args)
         return
     out_dir = args.out or (ROOT / "artifacts" / "bench-quick" if args.quick else ROOT / "docs" / "bench")
     doc = out_dir / "benchmarks.md" if (args.quick or args.out) else ROOT / "docs" / "benchmarks.md"

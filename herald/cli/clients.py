@@ -16,6 +16,7 @@ from rich.console import Console
 
 from herald.auth import mint_token
 from herald.cli.ops import fail, quiet_client_logs
+from herald.cli.output import progress
 from herald.config import load_settings
 from herald.errors import HeraldError, InvalidEventError
 from herald.events import Channel, EventType, NotificationEvent, Priority
@@ -101,9 +102,19 @@ def _without_none(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _without_none(v) if isinstance(v, dict) else v for k, v in data.items() if v is not None}
 
 
+# Chunks keep the progress bar moving; one chunk is acknowledged before the next is sent, so per-user order holds.
+_PUBLISH_CHUNK = 2000
+
+
 async def _publish(events: list[NotificationEvent], topic: str) -> list[PublishResult]:
+    results: list[PublishResult] = []
     async with NotificationProducer(load_settings(), topic=topic) as producer:
-        return await producer.publish_many(events)
+        with progress(len(events), "publishing") as advance:
+            for start in range(0, len(events), _PUBLISH_CHUNK):
+                chunk = events[start : start + _PUBLISH_CHUNK]
+                results.extend(await producer.publish_many(chunk))
+                advance(len(chunk))
+    return results
 
 
 def _print_summary(results: list[PublishResult], topic: str) -> None:

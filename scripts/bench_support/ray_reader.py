@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -30,8 +31,8 @@ def bench_settings(settings: Settings, *, topic: str, group: str) -> Settings:
 
 
 class GatedReaderActor(ReaderActor):
-    def __init__(self, settings: Settings, index: int, aggregators: list[Any]) -> None:
-        super().__init__(settings, index, aggregators)
+    def __init__(self, settings: Settings, index: int, aggregator_names: Sequence[str]) -> None:
+        super().__init__(settings, index, aggregator_names)
         self._go = threading.Event()
 
     async def go(self) -> None:

@@ -1,0 +1,61 @@
+"""The soak's first minute as a smoke test: the command runs, samples over time, and what it can judge in a
+minute holds (nothing lost or shown twice, nothing without an expiry that must have one, inboxes within their cap,
+the pipeline's memory flat). The long run is `./scripts/dev soak --minutes N` (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.ray]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(300)
+def test_soak_first_minute(tmp_path: Path) -> None:
+    # Its own process: the soak starts and shuts down its own Ray runtime, which the session's must not be.
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/bench.py"),
+            "soak",
+            "--minutes=1",
+            "--clients=40",
+            "--rate=80",
+            "--sample-s=5",
+            "--dedup-horizon-s=20",
+            f"--out={tmp_path}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    verdict = result["verdict"]
+    samples = result["samples"]
+    assert len(samples) >= 6, samples
+    assert [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
+    assert samples[-1]["published"] >= 0.9 * 80 * 60
+    assert verdict["mentions_missing"] == 0, verdict
+    assert verdict["client_duplicates"] == 0, verdict
+    assert verdict["keys_without_expiry"] == {}, verdict
+    assert verdict["inbox_within_capacity"], verdict
+    assert verdict["restarted_actors"] == [], verdict
+    rss = verdict["growth"]["pipeline_rss_mib"]
+    assert rss is not None, verdict
+    assert rss < 0.1, verdict
+    assert samples[-1]["kinds"]["seen"]["no_expiry"] == 0  # dedup sets expire with the horizon
+    svg = (tmp_path / "soak.svg").read_text()
+    assert svg.count("<polyline") == 7
+    assert 'points=""' not in svg
+    assert done.returncode == 0, done.stderr[-3000:]
