@@ -91,6 +91,7 @@ class Scenario:
         self.report: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._producing: bool = True
+        self._producer: asyncio.Task[None] | None = None
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -188,7 +189,8 @@ class Scenario:
         self._tasks.append(asyncio.create_task(self.monitor()))
         for i in range(DEVICES_BEFORE):
             self.add_device(f"{self.run}-u{i}", None)
-        self._tasks.append(asyncio.create_task(self.produce()))
+        self._producer = asyncio.create_task(self.produce())
+        self._tasks.append(self._producer)
         await eventually(self._connected, lambda n: n == len(self.devices), timeout_s=30, what="devices connected")
 
         # A node joins while events flow.
@@ -254,8 +256,9 @@ class Scenario:
         await eventually(self._connected, lambda n: n == len(self.devices), timeout_s=30, what="devices reconnected")
         self.report["left"]["devices_reconnected"] = len(moved)
         self.report["left"]["devices_reconnected_s"] = round(time.monotonic() - removed_at, 2)
-        await asyncio.sleep(3.0)  # keep the stream flowing a little on the shrunk cluster
+        await asyncio.sleep(3.0)  # pacing: the stream flows a little longer on the shrunk cluster
         self._producing = False
+        await self._producer  # its last chunk is published (and in self.published) before the check
         await self._check()
 
     def pipeline_gateways(self) -> list[Any]:
@@ -268,7 +271,6 @@ class Scenario:
     async def _check(self) -> None:
         """Nothing lost, nothing shown twice: inboxes against the reference model, devices against the inboxes,
         every mention's webhook delivered."""
-        await asyncio.sleep(0.5)  # the producer task's last publish completes
         expected = expected_inboxes(
             self.published,
             late_allowance_ms=self.settings.late_allowance_s * 1000,
