@@ -43,7 +43,9 @@ log = logging.getLogger("herald.pipeline")
 # Channels delivered from the outbox by delivery actors; IN_APP is not one of them (it is pushed live by the
 # aggregators' commits to the gateways, herald/live.py), the external channels will be.
 DRAIN_TIMEOUT_S = 60.0
-NODE_CHECK_INTERVAL_S = 5.0
+# How often the supervisor looks at the nodes (one GCS call): a node that joined waits up to this long before
+# anything is placed on it (docs/scaling.md, "Growing and shrinking: measured").
+NODE_CHECK_INTERVAL_S = 2.0
 STATUS_LOG_INTERVAL_S = 30.0
 
 
