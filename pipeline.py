@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
 from types import FrameType
 from typing import Any
 
@@ -27,37 +27,26 @@ from actors.factory import (
     PreferencesFeedActor,
     Reader,
     on_node,
+    probe_node,
     start_loop,
 )
 from herald.channels.registry import configured_channels
 from herald.config import Settings, load_settings
 from herald.contracts import ActorHealth
 from herald.topics import ensure_topics
+from herald.topology import GatewaySlot, Topology, gateway_port, gateway_slots, place_new, plan_topology
+
+__all__ = ["Pipeline", "Topology", "connect_ray", "plan_topology"]
 
 log = logging.getLogger("herald.pipeline")
 
 # Channels delivered from the outbox by delivery actors; IN_APP is not one of them (it is pushed live by the
 # aggregators' commits to the gateways, herald/live.py), the external channels will be.
 DRAIN_TIMEOUT_S = 60.0
-NODE_CHECK_INTERVAL_S = 5.0
+# How often the supervisor looks at the nodes (one GCS call): a node that joined waits up to this long before
+# anything is placed on it (docs/scaling.md, "Growing and shrinking: measured").
+NODE_CHECK_INTERVAL_S = 2.0
 STATUS_LOG_INTERVAL_S = 30.0
-
-
-@dataclass(frozen=True)
-class Topology:
-    readers: int
-    aggregators: int
-    delivery_actors: int
-
-
-def plan_topology(settings: Settings, *, cpus: int, partitions: int) -> Topology:
-    """Sizes from settings, else from the cluster: readers never outnumber partitions."""
-    half = max(1, cpus // 2)
-    return Topology(
-        readers=min(partitions, settings.readers or max(2, half)),
-        aggregators=settings.aggregators or max(2, half),
-        delivery_actors=settings.delivery_actors or max(1, cpus // 4),
-    )
 
 
 def unreachable(label: str, error: str) -> ActorHealth:
@@ -121,7 +110,15 @@ class Pipeline:
         self.readers: list[Any] = []
         self.delivery: list[Any] = []
         self.preferences: list[Any] = []  # the user-preferences consumer, when external channels are delivered
-        self.gateways: dict[str, Any] = {}  # node id -> gateway actor pinned to it
+        self.gateways: dict[GatewaySlot, Any] = {}  # (node id, slot) -> gateway actor pinned to that node
+        # The node each reader / delivery actor is pinned to, so growth goes to the nodes below their share
+        # (herald/topology.py place_new) and the actors of a node that left are replaced.
+        self.reader_nodes: list[str] = []
+        self.delivery_nodes: list[tuple[str, str]] = []  # (channel, node) per delivery actor
+        self._next_index = {"reader": 0, "delivery": 0}  # names stay unique when actors are replaced
+        # Nodes known to take work (a probe task ran there) and the probes still out: growth waits for them.
+        self._ready_nodes: set[str] = set()
+        self._probes: dict[str, Any] = {}
         self._next_node_check = 0.0
         self._loops: dict[Any, tuple[str, Any]] = {}
         self._stop_requested = False
@@ -136,16 +133,26 @@ class Pipeline:
         prefix = f"{self.name}-g{self._generation}"
         connect_ray(self.settings)
         asyncio.run(ensure_topics(self.settings, replication_factor=self.settings.topic_replication_factor))
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        cpus = int(resources.get("CPU", 1))
-        self.topology = plan_topology(self.settings, cpus=cpus, partitions=self.settings.events_partitions)
-        log.info("starting %s with %s", self.name, self.topology)
+        alive = alive_nodes()
+        nodes = self._schedulable(alive, wait_s=30.0) or alive
+        self.topology = plan_topology(
+            self.settings, cpus=sum(nodes.values()), partitions=self.settings.events_partitions
+        )
+        log.info("starting %s with %s on %d node(s)", self.name, self.topology, len(nodes))
         self.aggregator_names = [f"{prefix}-aggregator-{i}" for i in range(self.topology.aggregators)]
+        # Aggregators are spread over the nodes there are at start, softly: Ray restarts one whose node left
+        # elsewhere, and their number stays (shards map onto them by shard % count).
         self.aggregators = [
-            Aggregator.options(name=name).remote(self.settings, i, ("IN_APP", *self.delivery_channels))
-            for i, name in enumerate(self.aggregator_names)
+            Aggregator.options(name=name, **on_node(node, soft=True)).remote(
+                self.settings, i, ("IN_APP", *self.delivery_channels)
+            )
+            for i, (name, node) in enumerate(
+                zip(self.aggregator_names, place_new(self.topology.aggregators, nodes, {}), strict=True)
+            )
         ]
         self.readers, self.delivery, self.preferences = [], [], []
+        self.reader_nodes, self.delivery_nodes = [], []
+        self._next_index = {"reader": 0, "delivery": 0}
         self._prefix = prefix
         if self.delivery_channels:
             feed = PreferencesFeedActor.options(name=f"{prefix}-preferences").remote(self.settings)
@@ -176,45 +183,97 @@ class Pipeline:
             self.supervise_once(0.5)
 
     def reconcile_nodes(self) -> None:
-        """One gateway per alive node; more readers and delivery actors when the cluster grew."""
-        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-        alive = {n["NodeID"] for n in nodes if n.get("Alive")}
-        for node_id in set(self.gateways) - alive:
-            log.info("node %s left: dropping its gateway", node_id[:8])
-            gone = self.gateways.pop(node_id)
-            self._loops = {ref: v for ref, v in self._loops.items() if v[1] is not gone}
-            ray.kill(gone, no_restart=True)
-        if self.settings.gateway_enabled:
-            for node_id in sorted(alive - set(self.gateways)):
-                gateway = Gateway.options(name=f"{self._prefix}-gateway-{node_id[:8]}", **on_node(node_id)).remote(
-                    self.settings
-                )
-                self.gateways[node_id] = gateway
-                self._loops[start_loop(gateway)] = ("gateway", gateway)
-        self._grow_with_cluster()
+        """`gateways_per_node` gateways on every alive node; more readers and delivery actors when the cluster
+        grew, on the nodes below their share of CPUs (docs/architecture.md, "Ray deployment")."""
+        nodes = alive_nodes()
+        per_node = self.settings.gateways_per_node if self.settings.gateway_enabled else 0
+        wanted_slots = gateway_slots(sorted(nodes), per_node)
+        for slot in set(self.gateways) - wanted_slots:
+            log.info("node %s left: dropping its gateway %d", slot.node_id[:8], slot.slot)
+            self._release(self.gateways.pop(slot))
+        for slot in sorted(wanted_slots - set(self.gateways), key=lambda s: (s.node_id, s.slot)):
+            port = gateway_port(self.settings.gateway_port, slot.slot)
+            settings = self.settings.model_copy(update={"gateway_port": port})
+            gateway = Gateway.options(
+                name=f"{self._prefix}-gateway-{slot.node_id[:8]}-{slot.slot}", **on_node(slot.node_id)
+            ).remote(settings)
+            self.gateways[slot] = gateway
+            self._loops[start_loop(gateway)] = ("gateway", gateway)
+        self._drop_actors_of_nodes_that_left(nodes)
+        self._grow_with_cluster(self._schedulable(nodes))
 
-    def _grow_with_cluster(self) -> None:
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        wanted = plan_topology(
-            self.settings, cpus=int(resources.get("CPU", 1)), partitions=self.settings.events_partitions
-        )
-        while len(self.readers) < wanted.readers:
-            i = len(self.readers)
-            reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}").remote(
+    def _drop_actors_of_nodes_that_left(self, nodes: dict[str, float]) -> None:
+        """Readers and delivery actors are pinned to their node, so Ray cannot restart them once it is gone:
+        they are released, and _grow_with_cluster places what the smaller cluster's plan wants on the nodes
+        left. Nothing is lost: a reader commits only applied offsets (its partitions move to the other readers
+        of the group), and a delivery actor's pending outbox entries are claimed by another after
+        delivery_reclaim_idle_s (docs/architecture.md, "Ray deployment")."""
+        keep = [i for i, node in enumerate(self.reader_nodes) if node in nodes]
+        for i in sorted(set(range(len(self.readers))) - set(keep)):
+            log.info("node %s left: releasing its reader", self.reader_nodes[i][:8])
+            self._release(self.readers[i])
+        self.readers = [self.readers[i] for i in keep]
+        self.reader_nodes = [self.reader_nodes[i] for i in keep]
+        keep = [i for i, (_channel, node) in enumerate(self.delivery_nodes) if node in nodes]
+        for i in sorted(set(range(len(self.delivery))) - set(keep)):
+            log.info("node %s left: releasing its delivery actor", self.delivery_nodes[i][1][:8])
+            self._release(self.delivery[i])
+        self.delivery = [self.delivery[i] for i in keep]
+        self.delivery_nodes = [self.delivery_nodes[i] for i in keep]
+
+    def _release(self, actor: Any) -> None:
+        self._loops = {ref: v for ref, v in self._loops.items() if v[1] is not actor}
+        ray.kill(actor, no_restart=True)
+
+    def _index(self, kind: str) -> int:
+        index = self._next_index[kind]
+        self._next_index[kind] = index + 1
+        return index
+
+    def _schedulable(self, nodes: dict[str, float], wait_s: float = 0.0) -> dict[str, float]:
+        """The alive nodes a probe task already ran on. A node that just joined is alive before Ray schedules
+        onto it: a softly placed actor would fall back to another node, so growth waits for its probe."""
+        for node in nodes.keys() - self._ready_nodes - self._probes.keys():
+            self._probes[node] = probe_node(node)
+        self._probes = {node: ref for node, ref in self._probes.items() if node in nodes}
+        if self._probes:
+            refs = list(self._probes.values())
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+            for node, ref in list(self._probes.items()):
+                if ref in done:
+                    del self._probes[node]
+                    try:
+                        self._ready_nodes.add(ray.get(ref))
+                    except Exception as exc:  # noqa: BLE001 - the node is probed again next time
+                        log.info("node %s does not take work yet (%s)", node[:8], exc)
+        self._ready_nodes &= nodes.keys()
+        return {node: cpus for node, cpus in nodes.items() if node in self._ready_nodes}
+
+    def _grow_with_cluster(self, nodes: dict[str, float]) -> None:
+        wanted = plan_topology(self.settings, cpus=sum(nodes.values()), partitions=self.settings.events_partitions)
+        for node in place_new(wanted.readers, nodes, Counter(self.reader_nodes)):
+            i = self._index("reader")
+            reader = self._reader_actor.options(name=f"{self._prefix}-reader-{i}", **on_node(node)).remote(
                 self.settings, i, self.aggregator_names
             )
             self.readers.append(reader)
+            self.reader_nodes.append(node)
             self._loops[start_loop(reader)] = ("reader", reader)
-        while len(self.delivery) < wanted.delivery_actors * len(self.delivery_channels):
-            i = len(self.delivery)
-            channel = self.delivery_channels[i % len(self.delivery_channels)]
-            actor = Delivery.options(name=f"{self._prefix}-delivery-{i}").remote(self.settings, channel, i)
-            self.delivery.append(actor)
-            self._loops[start_loop(actor)] = ("delivery", actor)
+        for channel in self.delivery_channels:
+            placed = Counter(n for c, n in self.delivery_nodes if c == channel)
+            for node in place_new(wanted.delivery_actors, nodes, placed):
+                i = self._index("delivery")
+                actor = Delivery.options(name=f"{self._prefix}-delivery-{i}", **on_node(node)).remote(
+                    self.settings, channel, i
+                )
+                self.delivery.append(actor)
+                self.delivery_nodes.append((channel, node))
+                self._loops[start_loop(actor)] = ("delivery", actor)
 
     def supervise_once(self, timeout_s: float = 1.0) -> None:
         """Restart any loop that ended with an error (its actor was restarted by Ray, the loop was not)."""
-        if time.monotonic() >= self._next_node_check:
+        # A node that joined is placed on as soon as its probe answers, not at the next periodic check.
+        if time.monotonic() >= self._next_node_check or self._probes:
             self._next_node_check = time.monotonic() + NODE_CHECK_INTERVAL_S
             self.reconcile_nodes()
         if not self._loops:
@@ -229,6 +288,9 @@ class Pipeline:
                 ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - any failure of a loop means restart it
                 log.warning("%s loop failed (%s); restarting it", kind, exc)
+                # Often a node left (a pinned gateway cannot be placed): look at the nodes at the next turn
+                # rather than retrying the loop every turn until the periodic check.
+                self._next_node_check = 0.0
                 self._loops[start_loop(actor)] = (kind, actor)
                 continue
             if not self._stop_requested:
@@ -307,7 +369,13 @@ class Pipeline:
         for actor in [*self.readers, *self.delivery, *self.preferences, *self.aggregators, *self.gateways.values()]:
             ray.kill(actor, no_restart=True)
         self.readers, self.delivery, self.aggregators, self.gateways = [], [], [], {}
-        self.preferences = []
+        self.preferences, self.reader_nodes, self.delivery_nodes = [], [], []
+
+
+def alive_nodes() -> dict[str, float]:
+    """Node id -> CPUs of every alive node of the Ray cluster."""
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return {n["NodeID"]: float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes if n.get("Alive")}
 
 
 def _tell_all(what: str, refs: list[Any], timeout_s: float) -> None:

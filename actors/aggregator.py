@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from actors.loops import node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
 from herald.applier import ApplyReport, InboxApplier
@@ -77,6 +78,7 @@ class AggregatorActor:
             "actor": f"aggregator-{self._index}",
             "ok": True,
             "pid": os.getpid(),
+            "node": node_id(),
             "batches": self._batches,
             "applied": self._totals.applied,
             "duplicates": self._totals.duplicates,

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from actors.loops import OwnedLoop
+from actors.loops import OwnedLoop, node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
 from herald.channels.base import ChannelProvider, DeliveryJob, Outcome
@@ -130,6 +130,7 @@ class DeliveryActor:
             "actor": self._name,
             "ok": self._running,
             "pid": os.getpid(),
+            "node": node_id(),
             "breaker": breaker.state.value if breaker else None,
             **self._worker.health(),
         }

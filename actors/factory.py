@@ -29,9 +29,25 @@ Delivery = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(DeliveryAct
 PreferencesFeedActor = _actor(concurrency_groups={LOOP_GROUP: 1}, **_RESTARTING)(PreferencesActor)
 
 
-def on_node(node_id: str) -> dict[str, Any]:
-    """Pin an actor to one node (gateways: one per node, re-placed by the supervisor when nodes change)."""
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
+def on_node(node_id: str, *, soft: bool = False) -> dict[str, Any]:
+    """Place an actor on one node. Hard (gateways, readers, delivery actors): it lives and dies with the node,
+    and the supervisor replaces it when nodes change. Soft (aggregators): it starts there, and when the node is
+    gone Ray restarts it on another one (docs/architecture.md, "Ray deployment")."""
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=soft)}
+
+
+def _node_of_this_worker() -> str:
+    return str(ray.get_runtime_context().get_node_id())
+
+
+# A task pinned to a node that has just joined answers once that node takes work. Until then a softly placed
+# actor may be scheduled elsewhere, as if the node did not exist (soft node affinity falls back).
+_probe: Any = ray.remote(num_cpus=0, max_retries=0)(_node_of_this_worker)
+
+
+def probe_node(node_id: str) -> Any:
+    """A reference that resolves to `node_id` once a task ran on that node."""
+    return _probe.options(**on_node(node_id)).remote()
 
 
 def start_loop(actor: Any) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import os
 from typing import Any
 
-from actors.loops import OwnedLoop
+from actors.loops import OwnedLoop, node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald.config import Settings, load_settings
 from herald.gateway import Gateway
@@ -68,5 +68,5 @@ class GatewayActor:
 
     async def health(self) -> dict[str, Any]:
         if self._gateway is None:
-            return {"ok": False, "serving": False, "port": None}
-        return {**self._gateway.health(), "port": self._bound_port, "pid": os.getpid()}
+            return {"ok": False, "serving": False, "port": None, "node": node_id()}
+        return {**self._gateway.health(), "port": self._bound_port, "pid": os.getpid(), "node": node_id()}

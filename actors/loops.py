@@ -7,7 +7,14 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import ray
+
 T = TypeVar("T")
+
+
+def node_id() -> str:
+    """The Ray node this actor runs on (in its health: where Ray placed or restarted it)."""
+    return str(ray.get_runtime_context().get_node_id())
 
 
 class OwnedLoop:

@@ -22,7 +22,7 @@ from ray.exceptions import RayError, RayTaskError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from actors.loops import OwnedLoop
+from actors.loops import OwnedLoop, node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
 from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
@@ -249,6 +249,7 @@ class ReaderActor:
             "actor": self.name,
             "ok": consumer is not None and not self._stopping,
             "pid": os.getpid(),
+            "node": node_id(),
             "partitions": self.assigned,
             "lag": lag,
             "batches": counters.batches,

@@ -113,12 +113,23 @@ class Settings(BaseSettings):
     events_partitions: PositiveInt = 12
     topic_replication_factor: PositiveInt = 1  # 1 suits the one-broker local stack; use 3 on a real cluster
 
-    # Pipeline shape; None means "derive from the cluster".
+    # Pipeline shape (herald/topology.py; docs/architecture.md, "Ray deployment"). An explicit count wins;
+    # None derives it from the cluster's CPUs: max(min_*, floor(CPUs * *_per_cpu)), readers capped at the
+    # partitions. Readers and delivery actors grow as nodes join, spread over the nodes in proportion to their
+    # CPUs; aggregators are sized once at start (shards map onto them by shard % count).
     reader_group: str = Field(default=DEFAULT_READER_GROUP, min_length=1)
     readers: PositiveInt | None = None
+    readers_per_cpu: float = Field(default=0.5, gt=0, le=16)
+    min_readers: PositiveInt = 2
     shards: PositiveInt = 64
     aggregators: PositiveInt | None = None
-    delivery_actors: PositiveInt | None = None
+    aggregators_per_cpu: float = Field(default=0.5, gt=0, le=16)
+    min_aggregators: PositiveInt = 2
+    delivery_actors: PositiveInt | None = None  # per outbox channel with a provider
+    delivery_actors_per_cpu: float = Field(default=0.25, gt=0, le=16)
+    min_delivery_actors: PositiveInt = 1
+    # Socket.IO gateways pinned to every node; the n-th binds gateway_port + n (or a free port when 0).
+    gateways_per_node: int = Field(default=1, ge=0, le=16)
     # Events per fetched batch, and per aggregator call when queued batches merge (Lua unpack() limits the ids
     # per user per call).
     reader_max_records: PositiveInt = Field(default=2000, le=5000)

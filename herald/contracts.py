@@ -43,6 +43,7 @@ class ActorHealth(TypedDict, total=False):
     ok: Required[bool]
     actor: str  # its name, e.g. reader-0 (the driver labels an unreachable one by its place, readers[0])
     pid: int
+    node: str  # the Ray node it runs on
     error: str  # why the driver could not ask it
 
     # Readers (herald.checkpoint.CheckpointCounters and the commit counters).

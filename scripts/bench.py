@@ -2,6 +2,7 @@
 them and writes docs/benchmarks.md, raw JSON and charts under docs/bench/.
 
     .venv/bin/python scripts/bench.py drain   [--events 100000 --users 10000 --clients 1000 --peers quix,faust]
+                                              [--raylets 1,2]
     .venv/bin/python scripts/bench.py latency [--clients 1000 --rates 1000,5000 --seconds 30]
     .venv/bin/python scripts/bench.py burst   [--likes 100000 --seconds 10 --devices 10]
     .venv/bin/python scripts/bench.py all     [--repeat N] [--quick]
@@ -57,6 +58,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, help="drain: users (events / 10)")
     parser.add_argument("--clients", type=int, help="drain and latency: connected clients (1,000; --quick 200)")
     parser.add_argument("--peers", default="quix,faust", help="drain: peer apps to run ('' for none)")
+    parser.add_argument(
+        "--raylets", default="1", help="drain: also drain on clusters of these many raylets splitting the CPUs (1,2)"
+    )
     parser.add_argument("--rates", default="1000,5000", help="latency: offered events/s, comma separated")
     parser.add_argument("--seconds", type=float, help="latency: seconds per offered load (30; --quick 10)")
     parser.add_argument("--likes", type=int, help="burst: likes (100,000; --quick 20,000)")
@@ -82,6 +86,7 @@ def run_one(which: str, args: argparse.Namespace, out_dir: Path, command: str) -
             clients=pick(args, "clients"),
             repeat=repeat,
             peer_names=[p for p in args.peers.split(",") if p],
+            raylets=[int(n) for n in args.raylets.split(",") if n],
         )
     elif which == "latency":
         rates = [float(r) for r in args.rates.split(",") if r]

@@ -37,6 +37,7 @@ from scripts.bench_support.common import create_topic, delete_user_keys, proc_st
 from scripts.bench_support.machine import describe, load_average
 from scripts.bench_support.node_fleet import NodeFleet
 from scripts.bench_support.procs import CpuMeter, background_cpu_per_s, stack_pids
+from scripts.bench_support.raylets import on_raylets
 
 PIPELINE_LABELS = ("reader", "aggregator", "delivery", "gateway", "ray (other)")
 STACK_LABELS = ("redis", "kafka")
@@ -398,7 +399,14 @@ async def _delete_run_topics(settings: Settings, run: str) -> list[str]:
 
 
 def run_drain(
-    settings: Settings, *, events: int, users: int, clients: int, repeat: int, peer_names: Sequence[str]
+    settings: Settings,
+    *,
+    events: int,
+    users: int,
+    clients: int,
+    repeat: int,
+    peer_names: Sequence[str],
+    raylets: Sequence[int] = (1,),
 ) -> dict[str, Any]:
     run = run_id("drain")
     topic = f"{run}-events"
@@ -409,6 +417,7 @@ def run_drain(
         "clients": clients,
         "repeat": repeat,
         "peers": list(peer_names),
+        "raylets": list(raylets),
     }
     print(f"drain {run}: {events:,} events over {users:,} users -> {topic} ({settings.events_partitions} partitions)")
     wire = social_stream(
@@ -438,6 +447,10 @@ def run_drain(
         }
         if client_users:
             sides[f"Herald, {len(client_users)} clients"] = lambda r: herald(f"r{r}c", client_users)
+        # Gateways on several raylets of one host take free ports (one per node).
+        spread = HeraldDrain(settings.model_copy(update={"gateway_port": 0}), run, topic, events, stack)
+        for count in (n for n in raylets if n > 1):
+            sides[f"Herald, no clients, {count} raylets"] = _raylets_side(spread, count, settings.ray_num_cpus)
         for name in peer_names:
             sides[peers.LABELS[name]] = _peer_side(name, settings, topic=topic, run=run, events=events, stack=stack)
         rounds: list[dict[str, Any]] = []
@@ -459,6 +472,15 @@ def run_drain(
         result["deleted_topics"] = asyncio.run(_delete_run_topics(settings, run))
     result["machine"]["load_after"] = load_average()
     return result
+
+
+def _raylets_side(spread: HeraldDrain, raylets: int, cpus: int | None) -> Callable[[int], dict[str, Any]]:
+    """The same drain on a cluster of `raylets` raylets splitting this machine's `cpus`."""
+
+    def side(round_no: int) -> dict[str, Any]:
+        return on_raylets(raylets, cpus, lambda: spread(f"r{round_no}s{raylets}", []))
+
+    return side
 
 
 def _peer_side(
