@@ -1,0 +1,150 @@
+"""`herald replay` against real Kafka and Redis: after the database is flushed it gives back the same inboxes the
+pipeline's apply path built, a second run changes nothing, --user rebuilds one user from one partition, and a
+replay never runs past the live readers' commit unless told to."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from herald.config import Settings
+from herald.event_log import partition_of_key
+from herald.producer import NotificationProducer
+from herald.workload import social_stream
+from tests.integration.conftest import TopicFactory
+from tests.integration.test_directory import herald
+from tests.support import app_events
+from tests.support.history import apply_like_the_pipeline, cli_env, history_settings, inboxes
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+
+
+@pytest.fixture
+async def replay_settings(settings: Settings, fresh_topic: TopicFactory) -> AsyncIterator[Settings]:
+    topic = await fresh_topic("replay", partitions=PARTITIONS)
+    mine = history_settings(settings, topic)
+    client = aioredis.Redis.from_url(mine.redis_url)
+    await client.flushdb()
+    yield mine
+    await client.flushdb()
+    await client.aclose()
+
+
+def workload(prefix: str, *, duplicate: bool = True) -> tuple[list[dict[str, object]], list[str]]:
+    """Groups growing over several batches, singles, an event published twice, reads and a delete."""
+    events: list[dict[str, object]] = list(
+        social_stream(
+            prefix, events=240, users=12, base=datetime(2026, 11, 26, 10, tzinfo=UTC), spread=timedelta(minutes=20)
+        )
+    )
+    users = sorted({str(e["userId"]) for e in events})
+    if duplicate:
+        events.append(dict(events[5]))  # the same eventId again: must count once
+    first, second = users[0], users[1]
+    events.append(app_events.bulk_read(first, before="2026-11-26T10:10:00Z"))
+    events.append(app_events.prisma_created(second, actor="app-actor", notification_id="app-n1", kind="MENTIONED"))
+    events.append(app_events.read(second, "app-n1"))
+    events.append(app_events.prisma_created(second, actor="app-actor2", notification_id="app-n2", kind="MENTIONED"))
+    events.append(app_events.deleted(second, "app-n2"))
+    return events, users
+
+
+async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
+    async with NotificationProducer(settings) as producer:
+        await producer.publish_many(events)
+
+
+def replay_json(settings: Settings, *args: str) -> dict[str, object]:
+    done = herald("replay", *args, "--json", **cli_env(settings))
+    assert done.returncode == 0, done.stderr
+    document: dict[str, object] = json.loads(done.stdout)  # exactly one JSON document on stdout
+    return document
+
+
+async def flush(settings: Settings) -> None:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    await client.flushdb()
+    await client.aclose()
+
+
+async def test_replay_after_flush_gives_back_the_same_inboxes(replay_settings: Settings) -> None:
+    events, users = workload("rp")
+    await publish(replay_settings, events)
+    assert await apply_like_the_pipeline(replay_settings) == len(events)
+    before = await inboxes(replay_settings, users)
+    assert sum(len(i["notifications"]) for i in before.values()) > len(users)  # something to lose
+    assert any(n["count"] > 1 for i in before.values() for n in i["notifications"])  # groups, not only singles
+
+    await flush(replay_settings)
+    assert all(not i["notifications"] for i in (await inboxes(replay_settings, users)).values())
+
+    report = replay_json(replay_settings, "--since", "earliest")
+    assert report["records"] == len(events)
+    assert report["duplicates"] == 1  # the event published twice
+    assert report["applied"] == len(events) - 1
+    assert report["heldBack"] == 0
+    assert await inboxes(replay_settings, users) == before
+
+    again = replay_json(replay_settings, "--since", "earliest")
+    assert again["applied"] == 0
+    assert again["duplicates"] == len(events)
+    assert again["notifications_changed"] == 0
+    assert await inboxes(replay_settings, users) == before
+
+
+async def test_replay_of_one_user_reads_only_their_partition(replay_settings: Settings) -> None:
+    events, users = workload("ru")
+    await publish(replay_settings, events)
+    await apply_like_the_pipeline(replay_settings)
+    before = await inboxes(replay_settings, users)
+    await flush(replay_settings)
+
+    user = users[1]
+    report = replay_json(replay_settings, "--since", "earliest", "--user", user)
+    partitions = report["partitions"]
+    assert isinstance(partitions, list)
+    assert [p["partition"] for p in partitions] == [partition_of_key(user.encode(), PARTITIONS)]
+    assert report["events"] == sum(1 for e in events if e["userId"] == user)
+    after = await inboxes(replay_settings, users)
+    assert after[user] == before[user]
+    assert all(not after[u]["notifications"] for u in users if u != user)
+
+
+async def test_replay_stops_at_the_live_readers_commit(replay_settings: Settings, kafka_bootstrap: str) -> None:
+    events, users = workload("rc", duplicate=False)
+    await publish(replay_settings, events)
+    # The live readers committed one partition up to offset 3 only: the rest of it is theirs to apply (and
+    # deliver). The others they never committed (not running yet): those are replayed whole.
+    partition = partition_of_key(users[0].encode(), PARTITIONS)
+    readers = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=replay_settings.reader_group, enable_auto_commit=False
+    )
+    await readers.start()
+    tp = TopicPartition(replay_settings.events_topic, partition)
+    readers.assign([tp])
+    await readers.commit({tp: 3})
+    await readers.stop()
+
+    plan = json.loads(herald("replay", "--since", "earliest", "--dry-run", "--json", **cli_env(replay_settings)).stdout)
+    first = next(p for p in plan["partitions"] if p["partition"] == partition)
+    assert (first["start"], first["stop"], first["readersAt"]) == (0, 3, 3)
+    assert first["heldBack"] > 0
+
+    report = replay_json(replay_settings, "--since", "earliest")
+    assert report["records"] == len(events) - first["heldBack"]
+    everything = replay_json(replay_settings, "--since", "earliest", "--past-readers")
+    assert everything["records"] == len(events)
+    assert everything["applied"] == first["heldBack"]  # only what the first run left to the readers
+
+
+def test_replay_refuses_a_bad_time() -> None:
+    done = herald("replay", "--since", "last tuesday")
+    assert done.returncode == 2
+    assert "not a time" in done.stderr
