@@ -41,7 +41,9 @@ async def audit_user(settings: Settings, user: str, *, since_ms: int | None) -> 
     trails = await builder.finish()
     report = AuditReport(user, topic, partition, iso_of(since_ms), trails, builder.user_events)
     report.records_scanned = len(records)
-    report.user_deliveries = attach_deliveries(trails, await _receipts(settings, key, since_ms))
+    # A receipt never precedes the first event of its notification: the (large) receipts topic is read from there.
+    first_ms = min(times.values(), default=since_ms)
+    report.user_deliveries = attach_deliveries(trails, await _receipts(settings, key, first_ms))
     stored = await _stored(settings, user, [t.id for t in trails])
     for trail in trails:
         trail.stored = stored.get(trail.id)
