@@ -143,13 +143,37 @@ async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[
     return {tp.partition: meta.offset for tp, meta in found.items() if tp.topic == topic and meta.offset >= 0}
 
 
-def _applier(settings: Settings, store: RedisStore, directory: RedisUserDirectory, deliver: bool) -> InboxApplier:
+class RecordClock:
+    """The applier's clock during a replay: the time of the batch's newest record, as the live aggregator's wall
+    clock was when it applied that batch. Group states then live as long as they did live (window end minus
+    apply time, plus the late allowance), however long the replay takes: on the wall clock a replayed week-old
+    group would expire after the late allowance, and a slow replay would split it in two."""
+
+    def __init__(self, wall_ms: Callable[[], int]) -> None:
+        self._wall_ms = wall_ms
+        self._at_ms: int | None = None
+
+    def follow(self, timestamps_ms: Sequence[int]) -> None:
+        stamped = [t for t in timestamps_ms if t > 0]  # -1: a record without a timestamp
+        self._at_ms = min(max(stamped), self._wall_ms()) if stamped else None
+
+    def __call__(self) -> int:
+        return self._wall_ms() if self._at_ms is None else self._at_ms
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _applier(
+    settings: Settings, store: RedisStore, directory: RedisUserDirectory, deliver: bool, clock: RecordClock
+) -> InboxApplier:
     """The applier as an aggregator actor builds it (actors/aggregator.py), minus the external channels unless
     the replay delivers."""
     channels = (IN_APP, *configured_channels(settings)) if deliver else (IN_APP,)
     return InboxApplier(
         store,
-        clock_ms=lambda: time.time_ns() // 1_000_000,
+        clock_ms=clock,
         late_allowance_ms=settings.late_allowance_s * 1000,
         delivery_channels=channels,
         directory=directory,
@@ -202,7 +226,8 @@ async def run_replay(
         outbox_shards=settings.outbox_shards,
     )
     directory = RedisUserDirectory.from_url(settings.redis_url)
-    applier = _applier(settings, store, directory, request.deliver)
+    clock = RecordClock(wall_clock_ms)
+    applier = _applier(settings, store, directory, request.deliver, clock)
     consumer = make_reader(settings, group_id=request.group, client_id="herald-replay")
     try:
         await start_reader(consumer, settings, topic)
@@ -216,6 +241,7 @@ async def run_replay(
             report.events += len(events)
             report.undecodable += len(routed.rejected)
             if events:
+                clock.follow([r.timestamp for r in records])
                 report.add(await applier.apply_prepared(events))
             await consumer.commit({TopicPartition(t, p): o for (t, p), o in routed.commit_offsets.items()})
             if progress is not None:

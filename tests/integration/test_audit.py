@@ -31,9 +31,9 @@ pytestmark = pytest.mark.integration
 async def audit_settings(settings: Settings, fresh_topic: TopicFactory) -> AsyncIterator[Settings]:
     mine = history_settings(settings, await fresh_topic("audit", partitions=3))
     client = aioredis.Redis.from_url(mine.redis_url)
-    await client.flushdb()
+    await client.flushdb(asynchronous=True)
     yield mine
-    await client.flushdb()
+    await client.flushdb(asynchronous=True)
     await client.aclose()
 
 

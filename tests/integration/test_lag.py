@@ -30,7 +30,7 @@ async def lagging(
     the end offset per partition. One EMAIL outbox stream holds 3 entries, one of them read (pending)."""
     mine = history_settings(settings, await fresh_topic("lag", partitions=3))
     client = aioredis.Redis.from_url(mine.redis_url)
-    await client.flushdb()
+    await client.flushdb(asynchronous=True)
     async with NotificationProducer(mine) as producer:
         results = await producer.publish_many(
             [event_dict(f"lag-u{i}", event_id=f"lag-{uuid.uuid4().hex}") for i in range(30)]
@@ -50,7 +50,7 @@ async def lagging(
         await client.xadd(stream, {"id": f"d{i}", "u": "lag-u0", "d": "{}"})
     await client.xreadgroup(keys.OUTBOX_GROUP, "test", {stream: ">"}, count=1)
     yield mine, group, ends
-    await client.flushdb()
+    await client.flushdb(asynchronous=True)
     await client.aclose()
 
 

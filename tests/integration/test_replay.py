@@ -5,13 +5,16 @@ replay never runs past the live readers' commit unless told to."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from herald import keys
 from herald.config import Settings
 from herald.event_log import partition_of_key
 from herald.producer import NotificationProducer
@@ -19,6 +22,7 @@ from herald.workload import social_stream
 from tests.integration.conftest import TopicFactory
 from tests.integration.test_directory import herald
 from tests.support import app_events
+from tests.support.events import event_dict
 from tests.support.history import apply_like_the_pipeline, cli_env, history_settings, inboxes
 
 pytestmark = pytest.mark.integration
@@ -31,9 +35,9 @@ async def replay_settings(settings: Settings, fresh_topic: TopicFactory) -> Asyn
     topic = await fresh_topic("replay", partitions=PARTITIONS)
     mine = history_settings(settings, topic)
     client = aioredis.Redis.from_url(mine.redis_url)
-    await client.flushdb()
+    await client.flushdb(asynchronous=True)
     yield mine
-    await client.flushdb()
+    await client.flushdb(asynchronous=True)
     await client.aclose()
 
 
@@ -61,16 +65,16 @@ async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
         await producer.publish_many(events)
 
 
-def replay_json(settings: Settings, *args: str) -> dict[str, object]:
+def replay_json(settings: Settings, *args: str) -> dict[str, Any]:
     done = herald("replay", *args, "--json", **cli_env(settings))
     assert done.returncode == 0, done.stderr
-    document: dict[str, object] = json.loads(done.stdout)  # exactly one JSON document on stdout
+    document: dict[str, Any] = json.loads(done.stdout)  # exactly one JSON document on stdout
     return document
 
 
 async def flush(settings: Settings) -> None:
     client = aioredis.Redis.from_url(settings.redis_url)
-    await client.flushdb()
+    await client.flushdb(asynchronous=True)
     await client.aclose()
 
 
@@ -85,12 +89,20 @@ async def test_replay_after_flush_gives_back_the_same_inboxes(replay_settings: S
     await flush(replay_settings)
     assert all(not i["notifications"] for i in (await inboxes(replay_settings, users)).values())
 
-    report = replay_json(replay_settings, "--since", "earliest")
+    group = f"test-replay-{uuid.uuid4().hex[:8]}"
+    report = replay_json(replay_settings, "--since", "earliest", "--group", group)
     assert report["records"] == len(events)
     assert report["duplicates"] == 1  # the event published twice
     assert report["applied"] == len(events) - 1
     assert report["heldBack"] == 0
     assert await inboxes(replay_settings, users) == before
+
+    # The group committed where it got to: `herald lag` shows it caught up, and a rerun under it has nothing left.
+    lag = json.loads(herald("lag", "--group", group, "--json", **cli_env(replay_settings)).stdout)
+    assert lag["groups"][0]["lag"] == 0
+    assert len(lag["groups"][0]["partitions"]) == PARTITIONS
+    resumed = replay_json(replay_settings, "--since", "earliest", "--group", group, "--dry-run")
+    assert all(p["resumed"] and p["records"] == 0 for p in resumed["partitions"])
 
     again = replay_json(replay_settings, "--since", "earliest")
     assert again["applied"] == 0
@@ -148,3 +160,30 @@ def test_replay_refuses_a_bad_time() -> None:
     done = herald("replay", "--since", "last tuesday")
     assert done.returncode == 2
     assert "not a time" in done.stderr
+
+
+async def test_replayed_groups_live_as_long_as_they_did_live(replay_settings: Settings, kafka_bootstrap: str) -> None:
+    # Records stamped three days ago, like the events they carry: the group opened then must get the TTL the live
+    # aggregator gave it (its window end minus that time, plus the late allowance), not just the late allowance
+    # that the wall clock would leave it, or a replay slower than that would split the group in two.
+    user = f"rt-{uuid.uuid4().hex[:8]}"
+    at = datetime.now(UTC) - timedelta(days=3)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for i, seconds in enumerate((0, 30)):
+            wire = event_dict(user, actor=f"a{i}", at=timedelta(seconds=seconds), base=at, event_id=f"{user}-{i}")
+            stamp_ms = int((at + timedelta(seconds=seconds)).timestamp() * 1000)
+            await producer.send_and_wait(
+                replay_settings.events_topic, json.dumps(wire).encode(), key=user.encode(), timestamp_ms=stamp_ms
+            )
+    finally:
+        await producer.stop()
+    replay_json(replay_settings, "--since", "earliest", "--user", user)
+    client = aioredis.Redis.from_url(replay_settings.redis_url)
+    ttl_ms = await client.pttl(keys.group_state_key(user, "POST_LIKED:post/p456"))
+    await client.aclose()
+    window_left_ms = 5 * 60_000 - 30_000  # POST_LIKED's 5 minute window, opened 30 s before the last record
+    assert window_left_ms < ttl_ms <= window_left_ms + replay_settings.late_allowance_s * 1000
+    [note] = (await inboxes(replay_settings, [user]))[user]["notifications"]
+    assert (note["count"], note["version"]) == (2, 2)

@@ -23,7 +23,7 @@ from herald.event_log import OffsetRange, partition_of_key
 from herald.events import NotificationEvent
 from herald.lag import LagReport, group_lags, partition_lag
 from herald.prepared import prepare
-from herald.replay import default_group, plan_partitions
+from herald.replay import RecordClock, default_group, plan_partitions
 from herald.timespec import TimeSpecError, iso_of, parse_time
 from tests.support import app_events
 from tests.support.events import event_dict
@@ -161,3 +161,16 @@ def test_receipts_attach_to_their_version_and_compare() -> None:
     rows = trail_rows(AuditReport("u1", "ev", 0, None, [trail], user_deliveries=left))
     assert [(r["notification"], r["kind"]) for r in rows] == [("n1", "delivery"), ("n1", "state"), ("-", "delivery")]
     assert rows[1]["detail"] == "consistent with Redis"
+
+
+def test_the_replay_clock_follows_the_records() -> None:
+    wall = [NOW_MS]
+    clock = RecordClock(lambda: wall[0])
+    assert clock() == NOW_MS  # nothing read yet
+    clock.follow([NOW_MS - 7 * 86_400_000, NOW_MS - 6 * 86_400_000, -1])
+    assert clock() == NOW_MS - 6 * 86_400_000  # the newest record of the batch, as the live aggregator saw it
+    clock.follow([NOW_MS + 60_000])  # a producer's clock ahead of ours: never later than now
+    assert clock() == NOW_MS
+    clock.follow([-1])
+    wall[0] += 5
+    assert clock() == NOW_MS + 5
