@@ -14,7 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from herald.config import Settings
 from herald.errors import HeraldError
 from herald.events import MAX_EVENT_BYTES
-from herald.kafka import start_bounded
+from herald.kafka import close_client, start_bounded
 from herald.topics import partition_counts
 
 # A read that makes no progress for this long has lost its broker or its partition: say so instead of hanging.
@@ -60,9 +60,14 @@ def make_reader(settings: Settings, *, group_id: str | None = None, client_id: s
 
 
 async def start_reader(consumer: AIOKafkaConsumer, settings: Settings, topic: str) -> int:
-    """Start the consumer and return the topic's partition count."""
-    count = (await partition_counts(settings, [topic])).get(topic)
+    """Start the consumer and return the topic's partition count; the consumer is closed when either fails."""
+    try:
+        count = (await partition_counts(settings, [topic])).get(topic)
+    except BaseException:
+        await close_client(consumer)
+        raise
     if not count:
+        await close_client(consumer)
         raise TopicMissingError(f"topic {topic} does not exist; create it with `herald topics ensure`")
     await start_bounded(consumer, settings, f"reading {topic}")
     return count

@@ -15,7 +15,7 @@ from herald import keys
 from herald.config import Settings
 from herald.producer import NotificationProducer
 from tests.integration.conftest import TopicFactory
-from tests.integration.test_directory import herald
+from tests.integration.test_directory import closed_port, herald
 from tests.support.events import event_dict
 from tests.support.history import cli_env, history_settings
 
@@ -93,3 +93,13 @@ def test_lag_piped_prints_full_lines(lagging: tuple[Settings, str, dict[int, int
         [group, settings.events_topic, str(p), "2", str(end), str(end - 2)] for p, end in sorted(ends.items())
     ]
     assert [fields for fields in lines if fields[0] == "outbox"] == [["outbox", "EMAIL", "0", "3", "1", "2", "0"]]
+
+
+@pytest.mark.parametrize("command", [["lag"], ["audit", "--user", "u1"], ["replay", "--since", "1h"]])
+def test_unreachable_kafka_exits_1_with_one_clear_line(command: list[str]) -> None:
+    done = herald(*command, HERALD_KAFKA_BOOTSTRAP=f"127.0.0.1:{closed_port()}", HERALD_CONNECT_TIMEOUT_S="1")
+    assert done.returncode == 1
+    assert "unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Unclosed" not in done.stderr
+    assert done.stdout == ""
