@@ -11,6 +11,7 @@ from typing import Any
 
 from herald.applier import InboxApplier
 from herald.directory import MemoryUserDirectory, UserProfile
+from herald.json_case import camel_document, camel_keys
 from herald.prepared import PreparedEvent
 from herald.store import UserChange, UserQuery, group_key
 from herald.store_memory import MemoryStore
@@ -85,7 +86,7 @@ class NotificationTrail:
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["consistent"] = self.consistent
-        return doc
+        return camel_document(doc)
 
 
 @dataclass
@@ -119,8 +120,8 @@ class AuditReport:
             "recordsScanned": self.records_scanned,
             "consistent": self.consistent,
             "notifications": [t.to_json() for t in self.trails],
-            "userEvents": [asdict(e) for e in self.user_events],
-            "userDeliveries": [asdict(d) for d in self.user_deliveries],
+            "userEvents": camel_keys([asdict(e) for e in self.user_events]),
+            "userDeliveries": camel_keys([asdict(d) for d in self.user_deliveries]),
         }
 
 

@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 from herald import keys
 from herald.channels.registry import PROVIDER_MODULES
 from herald.config import Settings
+from herald.json_case import camel_document
 from herald.kafka import close_client, make_admin, start_bounded
 from herald.schedule import schedule_key
 from herald.topics import partition_counts, topic_specs
@@ -74,7 +75,7 @@ class LagReport:
         return found
 
     def to_json(self, max_lag: int | None) -> dict[str, Any]:
-        return {
+        document = {
             "groups": [
                 {
                     "group": g.group,
@@ -89,6 +90,7 @@ class LagReport:
             "maxLag": max_lag,
             "problems": self.problems(max_lag),
         }
+        return camel_document(document)
 
 
 def partition_lag(committed: int | None, beginning: int, end: int) -> int:

@@ -21,6 +21,7 @@ from herald.channels.registry import configured_channels
 from herald.config import Settings
 from herald.directory import RedisUserDirectory
 from herald.event_log import OffsetRange, make_reader, offset_ranges, partition_of_key, read_ranges, start_reader
+from herald.json_case import camel_document
 from herald.kafka import close_client, make_admin, start_bounded
 from herald.routing import route
 from herald.store_redis import RedisStore
@@ -125,8 +126,8 @@ class ReplayReport:
         doc = {k: v for k, v in asdict(self).items() if k != "partitions"}
         doc["partitions"] = [asdict(p) for p in self.partitions]
         doc["planned"] = self.planned
-        doc["heldBack"] = self.held_back
-        return doc
+        doc["held_back"] = self.held_back
+        return camel_document(doc)
 
 
 Progress = Callable[[int], None]  # offsets advanced since the last call

@@ -107,7 +107,7 @@ async def test_replay_after_flush_gives_back_the_same_inboxes(replay_settings: S
     again = replay_json(replay_settings, "--since", "earliest")
     assert again["applied"] == 0
     assert again["duplicates"] == len(events)
-    assert again["notifications_changed"] == 0
+    assert again["notificationsChanged"] == 0
     assert await inboxes(replay_settings, users) == before
 
 

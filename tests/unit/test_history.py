@@ -21,6 +21,7 @@ from herald.channels.base import Outcome
 from herald.directory import UserProfile
 from herald.event_log import OffsetRange, partition_of_key
 from herald.events import NotificationEvent
+from herald.json_case import camel_document
 from herald.lag import LagReport, group_lags, partition_lag
 from herald.prepared import prepare
 from herald.replay import RecordClock, default_group, plan_partitions
@@ -174,3 +175,11 @@ def test_the_replay_clock_follows_the_records() -> None:
     clock.follow([-1])
     wall[0] += 5
     assert clock() == NOW_MS + 5
+
+
+def test_json_documents_use_camel_case() -> None:
+    assert camel_document({"held_back": 1, "partitions": [{"readers_at": 2, "start": 0}], "userId": "u"}) == {
+        "heldBack": 1,
+        "partitions": [{"readersAt": 2, "start": 0}],
+        "userId": "u",
+    }
