@@ -20,7 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from herald.cli.history import err_console, now_ms, run_or_exit, settings_or_exit, time_or_exit
+from herald.cli.ops import fail
 from herald.cli.output import JsonOption, show
+from herald.errors import HeraldError
 from herald.lag import LagReport, read_lag
 from herald.replay import PartitionPlan, ReplayReport, ReplayRequest, default_group, plan_replay, run_replay
 
@@ -50,6 +52,9 @@ def replay(
     """Re-read the events topic from the offsets of --since and apply it again through the aggregators' path.
     Dedup keeps anything from counting twice; state Redis lost is rebuilt."""
     settings = settings_or_exit()
+    if group == settings.reader_group:
+        # Its commits would move the live readers' offsets (and be refused while they run).
+        raise fail(HeraldError(f"--group {group} is the live readers' group; name a group of the replay's own"))
     now = now_ms()
     request = ReplayRequest(
         group=group or default_group(now),

@@ -156,10 +156,13 @@ async def test_replay_stops_at_the_live_readers_commit(replay_settings: Settings
     assert everything["applied"] == first["heldBack"]  # only what the first run left to the readers
 
 
-def test_replay_refuses_a_bad_time() -> None:
+def test_replay_refuses_bad_input() -> None:
     done = herald("replay", "--since", "last tuesday")
     assert done.returncode == 2
     assert "not a time" in done.stderr
+    readers = herald("replay", "--since", "1h", "--group", "herald-readers", HERALD_READER_GROUP="herald-readers")
+    assert readers.returncode == 2
+    assert "the live readers' group" in readers.stderr
 
 
 async def test_replayed_groups_live_as_long_as_they_did_live(replay_settings: Settings, kafka_bootstrap: str) -> None:
