@@ -213,3 +213,13 @@ def _compare(spec: TopicSpec, partitions: int | None, actual: dict[str, str]) ->
     relevant = {key: actual[key] for key in spec.configs if key in actual}
     status = TopicStatus.DIFFERS if differences else TopicStatus.OK
     return TopicReport(spec.name, status, partitions, relevant, tuple(differences))
+
+
+async def partition_counts(settings: Settings, names: Sequence[str]) -> dict[str, int]:
+    """Partition count of each of these topics that exists (the CLI's readers assign partitions themselves)."""
+    admin = make_admin(settings)
+    await start_bounded(admin, settings, "reading topic metadata")
+    try:
+        return await _partition_counts(admin, list(names))
+    finally:
+        await close_client(admin)

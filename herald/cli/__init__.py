@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from herald.cli import clients, dlq_cmds, ops, pipeline_cmds, prefs_cmds, push_cmds, stack, users
+from herald.cli import (
+    audit_cmds,
+    clients,
+    dlq_cmds,
+    ops,
+    pipeline_cmds,
+    prefs_cmds,
+    push_cmds,
+    replay_cmds,
+    stack,
+    users,
+)
 
 app = typer.Typer(
     name="herald",
@@ -37,6 +48,8 @@ app.add_typer(push_cmds.app, name="push")
 ops.register(app)
 clients.register(app)
 pipeline_cmds.register(app)
+replay_cmds.register(app)
+audit_cmds.register(app)
 
 
 def main() -> None:
