@@ -34,8 +34,8 @@ from herald.errors import InvalidEventError
 MAX_EVENT_BYTES: Final = 1024 * 1024
 # Identifiers (user, event, actor, target, notification ids and types) become Kafka keys, Redis key names and
 # hash tags: real ones are uuids and cuids, so a longer one is garbage, refused at the edge rather than stored
-# (docs/architecture.md, Wire format).
-MAX_ID_CHARS: Final = 512
+# (docs/architecture.md, Wire format). The gateway takes ids of the same length (herald/gateway/protocol.py).
+MAX_ID_CHARS: Final = 256
 # JSON numbers Herald can write back (orjson, the Redis bodies, JavaScript clients): finite, within 64 bits.
 _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**64 - 1
