@@ -4,6 +4,7 @@ as arguments, a handler answers with an ack or raises ProtocolError (which the g
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from herald.authjs import decrypt_session_token
 from herald.config import load_settings
+from herald.errors import AuthError
 from herald.gateway import compat, protocol
 from herald.gateway.analytics import AnalyticsPublisher
 from herald.gateway.client_events import ClientEvents
@@ -116,3 +119,10 @@ async def test_a_valid_mark_read_still_works_after_garbage() -> None:
         with pytest.raises(protocol.ProtocolError):
             await handler("sid", session(protocol.HERALD), garbage)
     assert await handler("sid", session(protocol.HERALD), ({"ids": ["n1"]},)) == {"ok": True, "unread": 0}
+
+
+def test_an_authjs_token_whose_header_nests_thousands_of_brackets_is_refused() -> None:
+    # Found by fuzzing the CLI's JSON inputs: the json module raises RecursionError, not ValueError, there.
+    header = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
+    with pytest.raises(AuthError, match="not base64url-encoded JSON"):
+        decrypt_session_token("secret", f"{header}.a.b.c.d", salts=["authjs.session-token"])
