@@ -20,6 +20,7 @@ from herald.gateway.analytics import AnalyticsPublisher
 from herald.gateway.client_events import ClientEvents
 from herald.gateway.limits import GatewayLimits, TokenBucket
 from herald.gateway.session import ClientSession
+from herald.push_subscriptions import PushSubscriptionError, PushSubscriptionStore
 from herald.store_memory import MemoryStore
 
 FUZZ = settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -126,3 +127,10 @@ def test_an_authjs_token_whose_header_nests_thousands_of_brackets_is_refused() -
     header = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
     with pytest.raises(AuthError, match="not base64url-encoded JSON"):
         decrypt_session_token("secret", f"{header}.a.b.c.d", salts=["authjs.session-token"])
+
+
+async def test_unregister_push_with_an_object_naming_no_subscription_is_refused() -> None:
+    # Found by the gateway garbage test: a KeyError escaped the handler and the client never got an ack.
+    store = PushSubscriptionStore(redis=None)  # type: ignore[arg-type]  # refused before Redis is asked
+    with pytest.raises(PushSubscriptionError, match="endpoint"):
+        await store.remove("u1", {"keys": {}})
