@@ -126,6 +126,15 @@ async def _delete_topics(settings: Settings, topics: list[str]) -> None:
         await close_client(admin)
 
 
+def _cleanup(settings: Settings, run: str, topics: list[str]) -> None:
+    """Best effort: on a loaded box Redis or Kafka may time out here, which must not hide the run's result."""
+    for what, step in (("user keys", delete_user_keys(settings, run)), ("topics", _delete_topics(settings, topics))):
+        try:
+            asyncio.run(step)
+        except Exception as exc:  # noqa: BLE001 - reported, the figures matter more
+            logging.getLogger(__name__).warning("cleanup of the run's %s failed: %s", what, exc)
+
+
 def run_badinput(
     settings: Settings, *, malformed: int = 100_000, valid: int = 100_000, users: int = 10_000, repeat: int = 1
 ) -> dict[str, Any]:
@@ -153,8 +162,7 @@ def run_badinput(
         findings = match_dead_letters(sent, letters, [mixed_topic])
     finally:
         ray.shutdown()
-        asyncio.run(delete_user_keys(settings, run))
-        asyncio.run(_delete_topics(settings, [clean_topic, mixed_topic]))
+        _cleanup(settings, run, [clean_topic, mixed_topic])
     clean_rate = statistics.median(valid / r["drain_s"] for r in clean_runs)
     mixed_rate = statistics.median(valid / r["drain_s"] for r in mixed_runs)
     return {
