@@ -150,10 +150,10 @@ def run_badinput(
     asyncio.run(produce_mixed(settings, clean_topic, events, []))
     sent = asyncio.run(produce_mixed(settings, mixed_topic, events, bad))
     produce_s = time.perf_counter() - started
-    connect_ray(settings)
     clean_runs: list[dict[str, Any]] = []
     mixed_runs: list[dict[str, Any]] = []
     try:
+        connect_ray(settings)
         since = asyncio.run(dlq_end_offsets(settings))
         for round_ in range(repeat):
             clean_runs.append(drain_topic(settings, clean_topic, f"clean{round_}", run))
