@@ -115,7 +115,8 @@ def _check_header(token: str) -> None:
     segment = parts[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as exc:
+    # RecursionError: a header of a few thousand nested brackets (found by fuzzing) is garbage too.
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise AuthError("Auth.js token header is not base64url-encoded JSON") from exc
     if not isinstance(header, dict) or header.get("alg") != ALG or header.get("enc") != ENC:
         raise AuthError(f"Auth.js token encryption not accepted: only alg {ALG!r} with enc {ENC!r}")
@@ -130,7 +131,7 @@ def _decrypt(secret: str, token: str, salts: Sequence[str]) -> dict[str, Any]:
             continue  # a wrong key fails the authentication tag; the next salt may be the right one
         try:
             claims = json.loads(plaintext.plaintext or b"")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise AuthError("Auth.js token payload is not JSON") from exc
         if not isinstance(claims, dict):
             raise AuthError("Auth.js token payload is not a JSON object")

@@ -70,6 +70,10 @@ def _profile_at(source: str, line: int, record: Any) -> ImportedUser:
         raise DirectoryImportError(source, line, str(exc)) from None
 
 
+# The json module raises RecursionError, not JSONDecodeError, for nesting deeper than the interpreter's stack.
+_TOO_DEEP = "not valid JSON: nested too deeply"
+
+
 def _parse_jsonl(source: str, text: str) -> list[ImportedUser]:
     profiles = []
     # split("\n"), not splitlines(): that also splits at U+2028 and friends, which JSON strings may hold raw.
@@ -80,6 +84,8 @@ def _parse_jsonl(source: str, text: str) -> list[ImportedUser]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DirectoryImportError(source, number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        except RecursionError:
+            raise DirectoryImportError(source, number, _TOO_DEEP) from None
         profiles.append(_profile_at(source, number, record))
     return profiles
 
@@ -109,6 +115,8 @@ def _parse_json_array(source: str, text: str) -> list[ImportedUser]:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DirectoryImportError(source, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise DirectoryImportError(source, None, _TOO_DEEP) from None
     if not isinstance(items, list):
         raise DirectoryImportError(source, 1, f"expected a JSON array of profiles, not {_json_type(items)}")
     return [_profile_at(source, line, item) for line, item in _array_items(text, len(items))]

@@ -32,6 +32,8 @@ class DeadLetter:
     reason: str
     key: str | None
     value: bytes
+    # Where the record was read from (the herald-source-* headers), for records that came from a Kafka topic.
+    source: tuple[str, int, int] | None = None
 
     @property
     def ref(self) -> str:
@@ -59,21 +61,45 @@ class DeadLetter:
         return doc
 
 
-async def read_dead_letters(settings: Settings, *, limit: int | None = None) -> list[DeadLetter]:
-    """Every DLQ record from the beginning to the end as of now (oldest first), without joining a group."""
+async def dlq_end_offsets(settings: Settings) -> dict[int, int]:
+    """The DLQ's end offset per partition now: pass it as `since` to read only what is dead-lettered after."""
+    partitions = await _dlq_partitions(settings)
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await start_bounded(consumer, settings, "DLQ reader")
+    try:
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await close_client(consumer)
+
+
+async def _dlq_partitions(settings: Settings) -> list[TopicPartition]:
     dlq_spec = [s for s in topic_specs(settings) if s.name == DLQ_TOPIC]
     [report] = await describe_topics(settings, dlq_spec)
-    if not report.partitions:
+    return [TopicPartition(DLQ_TOPIC, p) for p in range(report.partitions or 0)]
+
+
+async def read_dead_letters(
+    settings: Settings, *, limit: int | None = None, since: dict[int, int] | None = None
+) -> list[DeadLetter]:
+    """Every DLQ record from the beginning (or from the offsets `since`, per partition) to the end as of now,
+    oldest first, without joining a group."""
+    partitions = await _dlq_partitions(settings)
+    if not partitions:
         return []
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await start_bounded(consumer, settings, "DLQ reader")
     try:
-        partitions = [TopicPartition(DLQ_TOPIC, p) for p in range(report.partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            if since and since.get(tp.partition):
+                consumer.seek(tp, since[tp.partition])
         ends = await consumer.end_offsets(partitions)
         found: list[DeadLetter] = []
-        remaining = {tp for tp in partitions if ends[tp] > 0}
+        remaining = {tp for tp in partitions if ends[tp] > (since or {}).get(tp.partition, 0)}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, records in batch.items():
@@ -90,6 +116,15 @@ async def read_dead_letters(settings: Settings, *, limit: int | None = None) -> 
 
 def _dead_letter(record: Any) -> DeadLetter:
     headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
+    source = None
+    if dlq.HEADER_SOURCE_TOPIC in headers:
+        try:
+            partition = int(headers.get(dlq.HEADER_SOURCE_PARTITION, ""))
+            offset = int(headers.get(dlq.HEADER_SOURCE_OFFSET, ""))
+        except ValueError:
+            pass  # written by something else than herald.dlq: no usable source
+        else:
+            source = (headers[dlq.HEADER_SOURCE_TOPIC], partition, offset)
     return DeadLetter(
         partition=record.partition,
         offset=record.offset,
@@ -98,6 +133,7 @@ def _dead_letter(record: Any) -> DeadLetter:
         reason=headers.get(dlq.HEADER_REASON, ""),
         key=record.key.decode(errors="replace") if record.key else None,
         value=record.value or b"",
+        source=source,
     )
 
 

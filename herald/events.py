@@ -10,6 +10,7 @@ first on the way in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -31,6 +32,13 @@ from pydantic_core import ErrorDetails
 from herald.errors import InvalidEventError
 
 MAX_EVENT_BYTES: Final = 1024 * 1024
+# Identifiers (user, event, actor, target, notification ids and types) become Kafka keys, Redis key names and
+# hash tags: real ones are uuids and cuids, so a longer one is garbage, refused at the edge rather than stored
+# (docs/architecture.md, Wire format). The gateway takes ids of the same length (herald/gateway/protocol.py).
+MAX_ID_CHARS: Final = 256
+# JSON numbers Herald can write back (orjson, the Redis bodies, JavaScript clients): finite, within 64 bits.
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**64 - 1
 # Sent as the `herald-schema` Kafka header; bump when the wire format changes incompatibly.
 SCHEMA_VERSION: Final = "1"
 
@@ -70,6 +78,11 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
+def _ident(**kwargs: Any) -> Any:
+    """A required identifier: non-empty, at most MAX_ID_CHARS."""
+    return Field(min_length=1, max_length=MAX_ID_CHARS, **kwargs)
+
+
 def _optional(**kwargs: Any) -> Any:
     """An optional field left out of the JSON when None.
 
@@ -93,21 +106,21 @@ class WireModel(BaseModel):
 
 
 class Actor(WireModel):
-    id: str = Field(min_length=1)
+    id: str = _ident()
     name: str | None = _optional()
     avatar_url: str | None = _optional()
 
 
 class Target(WireModel):
-    type: str = Field(min_length=1)
-    id: str = Field(min_length=1)
+    type: str = _ident()
+    id: str = _ident()
     title: str | None = _optional()
 
 
 class NotificationBody(WireModel):
     # Free-form on purpose: the application invents notification types (POST_LIKED, ...) faster than
     # Herald releases.
-    type: str = Field(min_length=1)
+    type: str = _ident()
     actor: Actor | None = _optional()
     target: Target | None = _optional()
     title: str | None = _optional()
@@ -116,10 +129,10 @@ class NotificationBody(WireModel):
     data: dict[str, Any] = Field(default_factory=dict)
     # The existing application's record: its own id (kept, so its reads and deletes can name it), the actor
     # and target as flat fields, and presentation fields passed on to its clients.
-    id: str | None = _optional(min_length=1)
-    actor_id: str | None = _optional(min_length=1)
-    entity_type: str | None = _optional(min_length=1)
-    entity_id: str | None = _optional(min_length=1)
+    id: str | None = _optional(min_length=1, max_length=MAX_ID_CHARS)
+    actor_id: str | None = _optional(min_length=1, max_length=MAX_ID_CHARS)
+    entity_type: str | None = _optional(min_length=1, max_length=MAX_ID_CHARS)
+    entity_id: str | None = _optional(min_length=1, max_length=MAX_ID_CHARS)
     category: str | None = _optional()
     action_url: str | None = _optional()
     image_url: str | None = _optional()
@@ -154,14 +167,46 @@ class NotificationBody(WireModel):
         return Target(type=self.entity_type or "entity", id=self.entity_id)
 
 
+def _unstorable_number(value: object, path: str) -> str | None:
+    """Where `value` (parsed JSON) holds a number that is not finite or does not fit 64 bits, or None."""
+    found = _bad_number_at(value)
+    if found is None:
+        return None
+    steps, problem = found
+    where = path
+    for step in reversed(steps):
+        where += f"[{step}]" if isinstance(step, int) else (f".{step}" if where else str(step))
+    return f"{where}: {problem}"
+
+
+def _bad_number_at(value: object) -> tuple[list[str | int], str] | None:
+    """(path from `value`, innermost first; the problem) of the first bad number. Builds no path on the way down,
+    since this runs on every event; recursion is bounded by the JSON parser's nesting limit."""
+    if isinstance(value, str):
+        return None
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for step, item in items:
+            found = _bad_number_at(item)
+            if found is not None:
+                found[0].append(step if isinstance(step, int) else str(step))
+                return found
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return [], f"{value} is not a JSON number (NaN and infinities are not JSON)"
+    if isinstance(value, int) and not isinstance(value, bool) and not _MIN_INT <= value <= _MAX_INT:
+        return [], "integer out of the 64-bit range"
+    return None
+
+
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
 class NotificationEvent(WireModel):
     type: EventType
-    event_id: str | None = _optional(min_length=1)
-    user_id: str = Field(min_length=1)
+    event_id: str | None = _optional(min_length=1, max_length=MAX_ID_CHARS)
+    user_id: str = _ident()
     # validate_default so the "required for NOTIFICATION_CREATED" rule also fires when the key is absent,
     # and reports the error at `notification` rather than at the top level.
     notification: NotificationBody | None = _optional(validate_default=True)
@@ -219,7 +264,30 @@ class NotificationEvent(WireModel):
         # converted so every later comparison and window computation works on one time zone.
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00+01:00 and 9999-12-31T23:59-01:00 parse but have no UTC time (found by fuzzing).
+            raise ValueError(f"out of range once converted to UTC: {str(value)[:64]!r}") from None
+
+    @model_validator(mode="after")
+    def _numbers_herald_can_store(self) -> NotificationEvent:
+        # The JSON parser takes NaN, Infinity, 1e400 and integers of any size, which JSON (RFC 8259) and the
+        # aggregator's orjson do not: accepted, such an event would fail at apply time for every retry instead
+        # of here with a reason (docs/architecture.md, Guarantees: "Garbage in").
+        body = self.notification
+        parts: list[tuple[str, Any]] = [("", self.model_extra), ("metadata", self.metadata)]
+        if body is not None:
+            parts += [("notification.data", body.data), ("notification", body.model_extra)]
+            for name, model in (("notification.actor", body.actor), ("notification.target", body.target)):
+                if model is not None and model.model_extra:
+                    parts.append((name, model.model_extra))
+        for path, value in parts:
+            if value:
+                problem = _unstorable_number(value, path)
+                if problem is not None:
+                    raise ValueError(problem)
+        return self
 
     @field_serializer("timestamp")
     def _timestamp_js_style(self, value: datetime) -> str:

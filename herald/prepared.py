@@ -12,9 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from herald.errors import InvalidEventError
 from herald.events import EventType, NotificationEvent
 from herald.grouping import ActorInfo, Occurrence
 from herald.pickling import tuple_pickled
+
+# Ids one read or delete may name: the gateway's mark_read takes 500; the store reads them in slices, but a
+# million-id event is garbage, not a read (docs/architecture.md, Guarantees: "Garbage in").
+MAX_IDS_PER_EVENT = 1000
 
 # Presentation fields of the application's record that its clients show; carried into the notification.
 _EXTRA_FIELDS = {"category": "category", "action_url": "actionUrl", "image_url": "imageUrl"}
@@ -87,6 +92,10 @@ def _named_ids(event: NotificationEvent) -> list[str] | None:
     in `notification`; None when nothing (well formed) names a notification."""
     ids = _field(event, "notificationIds")
     if isinstance(ids, list) and ids and all(isinstance(i, str) and i for i in ids):
+        if len(ids) > MAX_IDS_PER_EVENT:
+            raise InvalidEventError(
+                f"names {len(ids)} notifications, more than {MAX_IDS_PER_EVENT}", field="notificationIds"
+            )
         return ids
     if ids is not None:
         return None
@@ -97,7 +106,8 @@ def _named_ids(event: NotificationEvent) -> list[str] | None:
 
 
 def prepare(event: NotificationEvent, *, wire_id: str | None = None, produced_ms: int | None = None) -> PreparedEvent:
-    """Reduce a validated event (with an event id) to what applying it needs."""
+    """Reduce a validated event (with an event id) to what applying it needs; InvalidEventError when it names
+    more notifications than one event may."""
     if event.event_id is None:
         raise ValueError("an event needs an eventId (or Kafka coordinates to derive one) before it is applied")
     preferences = _field(event, "preferences")

@@ -153,6 +153,10 @@ class PushSubscriptionStore:
 
     async def remove(self, user_id: str, subscription: Mapping[str, Any] | str) -> bool:
         """Forget a subscription (given as itself or as its key); True when it was stored."""
+        if not isinstance(subscription, str) and "endpoint" not in subscription and not is_fcm(subscription):
+            # A client's unregister_push with any other object (found by fuzzing the gateway: a KeyError escaped
+            # the handler and the client never got its ack).
+            raise PushSubscriptionError("needs the endpoint (Web Push) or the fcmToken (FCM) to forget")
         field = subscription if isinstance(subscription, str) else subscription_key(subscription)
         try:
             return bool(await self._redis.hdel(keys.user_key(user_id, "push"), field))

@@ -3,6 +3,7 @@ and the offsets that become safe to commit once every part of the batch is done.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -13,6 +14,8 @@ from herald.errors import InvalidEventError
 from herald.events import decode_event, derive_event_id
 from herald.keys import stable_hash
 from herald.prepared import PreparedEvent, prepare
+
+log = logging.getLogger(__name__)
 
 
 class KafkaRecord(Protocol):
@@ -71,30 +74,34 @@ def route(records: Iterable[KafkaRecord], *, shards: int, actors: int) -> Routed
     for record in records:
         tp = (record.topic, record.partition)
         batch.commit_offsets[tp] = max(batch.commit_offsets.get(tp, 0), record.offset + 1)
-        try:
-            if record.value is None:
-                raise InvalidEventError("record has no value (tombstone)")
-            fallback_event_id = derive_event_id(record.topic, record.partition, record.offset)
-            event = decode_event(
-                record.value, fallback_event_id=fallback_event_id, fallback_timestamp_ms=record.timestamp
-            )
-        except InvalidEventError as exc:
+        wire_id = derive_event_id(record.topic, record.partition, record.offset)
+        prepared = _decoded(record, wire_id)
+        if isinstance(prepared, str):
             batch.rejected.append(
-                Rejected(record.topic, record.partition, record.offset, record.key, record.value, str(exc))
+                Rejected(record.topic, record.partition, record.offset, record.key, record.value, prepared)
             )
             continue
-        actor = actor_of_shard(shard_of(event.user_id, shards), actors)
-        batch.per_actor.setdefault(actor, []).append(
-            prepare(event, wire_id=fallback_event_id, produced_ms=record.timestamp)
-        )
-        batch.coordinates[fallback_event_id] = (
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.value,
-        )
+        actor = actor_of_shard(shard_of(prepared.user_id, shards), actors)
+        batch.per_actor.setdefault(actor, []).append(prepared)
+        batch.coordinates[wire_id] = (record.topic, record.partition, record.offset, record.key, record.value)
     return batch
+
+
+def _decoded(record: KafkaRecord, wire_id: str) -> PreparedEvent | str:
+    """The record's event, prepared; or why it goes to the DLQ."""
+    try:
+        if record.value is None:
+            raise InvalidEventError("record has no value (tombstone)")
+        event = decode_event(record.value, fallback_event_id=wire_id, fallback_timestamp_ms=record.timestamp)
+        return prepare(event, wire_id=wire_id, produced_ms=record.timestamp)
+    except InvalidEventError as exc:
+        return str(exc)
+    except Exception as exc:
+        # A decoder bug must not turn one record into a poison pill: raised from here it would end the reader's
+        # loop, which restarts at the last commit and meets the same record again, forever. The record goes to
+        # the DLQ with the error instead (docs/architecture.md, Guarantees: "Garbage in").
+        log.exception("%s: unexpected decoding error", wire_id)
+        return f"could not be decoded ({type(exc).__name__}: {exc})"
 
 
 def dlq_headers(rejected: Rejected, *, stage: str) -> list[tuple[str, bytes]]:

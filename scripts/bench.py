@@ -9,6 +9,7 @@ them and writes docs/benchmarks.md, raw JSON and charts under docs/bench/.
     .venv/bin/python scripts/bench.py report  (rewrite the page from the JSON already there)
     .venv/bin/python scripts/bench.py idle-connections [--max 5000 --step 500]
     .venv/bin/python scripts/bench.py soak    [--minutes 30 --clients 200 --rate 200 --sample-s 15]
+    .venv/bin/python scripts/bench.py badinput [--malformed 100000 --valid 100000 --users 10000 --repeat 1]
 
 Every run uses a private topic and consumer group, passed as settings (see bench_support/ray_reader.py), a fresh
 in-process Ray runtime that is drained and shut down at the end, and user ids unique to the run. --quick runs
@@ -29,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from herald.config import Settings, load_settings  # noqa: E402
-from scripts.bench_support import burst, drain, idle, latency, report, soak  # noqa: E402
+from scripts.bench_support import badinput, burst, drain, idle, latency, report, soak  # noqa: E402
 from scripts.bench_support.common import free_port  # noqa: E402
 
 FULL = {"events": 100_000, "clients": 1000, "seconds": 30.0, "likes": 100_000, "burst_seconds": 10.0}
@@ -148,6 +149,26 @@ def run_soak(args: argparse.Namespace) -> None:
     sys.exit(0 if healthy else 1)
 
 
+def run_badinput(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """Prints the figures; exits 1 when a promise of docs/reliability.md (Bad input) does not hold."""
+    result = badinput.run_badinput(
+        load_settings(gateway_port=free_port()),
+        malformed=args.malformed,
+        valid=args.valid,
+        users=args.users,
+        repeat=args.repeat,
+    )
+    result["command"] = " ".join(["scripts/bench.py", *(argv if argv is not None else sys.argv[1:])])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+    print(badinput.summary(result))
+    print(f"wrote {args.out}")
+    dlq = result["dlq"]
+    kept = dlq["with_reason"] == dlq["sent"] and not dlq["valid_dead_lettered"]
+    if not (kept and result["ratio"] >= 0.8 and result["actor_restarts"] == 0 and result["loop_restarts"] == 0):
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Herald benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,8 +195,18 @@ def main(argv: list[str] | None = None) -> None:
     p_soak.add_argument("--out", type=Path, help="where soak.json and soak.svg go (default docs/bench)")
     p_soak.add_argument("--json", action="store_true", help="print the result as one JSON document")
 
+    p_bad = sub.add_parser("badinput", help="malformed records mixed into valid traffic: DLQ, throughput, restarts")
+    p_bad.add_argument("--malformed", type=int, default=100_000)
+    p_bad.add_argument("--valid", type=int, default=100_000)
+    p_bad.add_argument("--users", type=int, default=10_000)
+    p_bad.add_argument("--repeat", type=int, default=1, help="clean and mixed drains, alternating; medians")
+    p_bad.add_argument("--out", type=Path, default=ROOT / "artifacts" / "badinput.json")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "badinput":
+        run_badinput(args, argv)
+        return
     if args.command == "idle-connections":
         settings = load_settings(gateway_port=free_port())
         result = idle.run_idle(settings, maximum=args.max, step=args.step, processes=args.processes)

@@ -30,6 +30,23 @@ local function produced(ops)
   return ops.produced
 end
 
+-- unpack() of more than about 8000 values fails ("too many results to unpack", Lua's C stack): a user with
+-- reader_max_records (up to 5000) events in one batch has twice that many ZADD arguments. Slices of 4000 keep
+-- field/value and score/member pairs together.
+local SLICE = 4000
+local function sliced(command, key, args)
+  local out = {}
+  for first = 1, #args, SLICE do
+    local part = redis.call(command, key, unpack(args, first, math.min(first + SLICE - 1, #args)))
+    if type(part) == 'table' then
+      for j = 1, #part do
+        out[#out + 1] = part[j]
+      end
+    end
+  end
+  return out
+end
+
 local function apply(ops, key)
   redis.call('SET', key(1), ops.seq)
 
@@ -39,7 +56,7 @@ local function apply(ops, key)
       pairs_[2 * i - 1] = now
       pairs_[2 * i] = event_id
     end
-    redis.call('ZADD', key(2), unpack(pairs_))
+    sliced('ZADD', key(2), pairs_)
     -- Forgetting ids older than the horizon can wait: doing it on every 16th change keeps the set bounded
     -- for two commands fewer per change.
     if tonumber(ops.expected) == 0 or tonumber(ops.seq) % 16 < 2 then
@@ -84,7 +101,7 @@ local function apply(ops, key)
 
   if #ops.aliases > 0 then
     -- The application's ids of notifications folded into groups; they live as long as applied event ids do.
-    redis.call('HSET', key(7), unpack(ops.aliases))
+    sliced('HSET', key(7), ops.aliases)
     redis.call('PEXPIRE', key(7), horizon)
   end
   if ops.prefs ~= cjson.null and ops.prefs ~= nil then
@@ -117,7 +134,7 @@ end
 
 -- Never apply an event id twice, whatever the writer believed when it folded.
 local function already_seen(seen_key, ids)
-  for _, score in ipairs(redis.call('ZMSCORE', seen_key, unpack(ids))) do
+  for _, score in ipairs(sliced('ZMSCORE', seen_key, ids)) do
     if score then
       return true
     end
