@@ -7,18 +7,16 @@ import asyncio
 import os
 import signal
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-import socketio
 
 from herald.auth import mint_token
 from herald.config import Settings
 from herald.producer import NotificationProducer
 from herald.store_redis import RedisStore
 from pipeline import Pipeline
+from tests.support.devices import Device
 from tests.support.events import event_dict
 from tests.support.waiting import eventually
 
@@ -26,51 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
 USERS = 20
 ROUNDS = 30  # likes per user, each round a new actor on one of a few posts
-
-
-class Device:
-    """A client that reconnects by itself after its gateway vanished, with the cursor of the newest
-    notification it saw as `since` (what the browser inbox and the SDKs do)."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-        self.received: list[tuple[str, int, int]] = []  # (id, version, cursor)
-        self.connections = 0
-        self._client: socketio.AsyncClient | None = None
-        self._stopped = False
-
-    @property
-    def since(self) -> int:
-        return max((cursor for _id, _version, cursor in self.received), default=0)
-
-    async def run(self) -> None:
-        while not self._stopped:
-            client = socketio.AsyncClient(reconnection=False)
-            client.on("notification", self._on_notification)
-            self._client = client
-            try:
-                await client.connect(
-                    self.url, auth={"token": self.token, "since": self.since}, transports=["websocket"], wait_timeout=5
-                )
-            except socketio.exceptions.ConnectionError:
-                await asyncio.sleep(0.2)  # the gateway is being restarted
-                continue
-            self.connections += 1
-            await client.wait()  # returns when the connection is gone
-
-    async def _on_notification(self, body: dict[str, Any]) -> None:
-        self.received.append((body["id"], int(body["version"]), int(body["cursor"])))
-
-    def newest(self) -> dict[str, int]:
-        versions: dict[str, int] = {}
-        for notification_id, version, _cursor in self.received:
-            versions[notification_id] = max(version, versions.get(notification_id, 0))
-        return versions
-
-    async def stop(self) -> None:
-        self._stopped = True
-        if self._client is not None and self._client.connected:
-            await self._client.disconnect()
 
 
 @pytest.mark.timeout(300)
@@ -133,5 +86,5 @@ async def test_kill_the_gateway_while_clients_are_connected(
     assert new_pid != gateway_pid, "the gateway was not killed and restarted"
     assert all(d.connections >= 2 for d in devices.values()), "every device had to reconnect"
     for user, device in devices.items():
-        twice = [key for key, times in Counter((i, v) for i, v, _c in device.received).items() if times > 1]
+        twice = device.seen_twice()
         assert not twice, f"{user} saw {twice} twice"

@@ -1,0 +1,57 @@
+"""A private Kafka + Redis for a chaos run: the herald/stack services on free ports with their own state dir, so
+restarting them never touches the shared local stack that other tests use."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from herald.config import Settings, load_settings
+from herald.stack import KafkaBroker, RedisServer, procs
+
+
+@dataclass
+class PrivateStack:
+    settings: Settings
+    redis: RedisServer
+    kafka: KafkaBroker
+    keep: bool = False
+
+    @classmethod
+    def create(cls, *, keep: bool = False, **overrides: Any) -> PrivateStack:
+        state_dir = Path(tempfile.mkdtemp(prefix="herald-chaos-"))
+        kafka_port, controller_port, redis_port = procs.free_port(), procs.free_port(), procs.free_port()
+        settings = load_settings(
+            state_dir=state_dir,
+            kafka_port=kafka_port,
+            kafka_controller_port=controller_port,
+            redis_port=redis_port,
+            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            kafka_heap_mb=384,
+            **overrides,
+        )
+        return cls(settings, RedisServer(settings), KafkaBroker(settings), keep)
+
+    def up(self) -> None:
+        self.redis.start()
+        self.kafka.start()
+
+    def restart_redis(self) -> int:
+        """SIGTERM (Redis flushes its AOF on shutdown), then start again on the same data; the new pid."""
+        self.redis.stop()
+        return self.redis.start().pid
+
+    def restart_kafka(self) -> int:
+        """SIGTERM (a controlled shutdown), then start again on the same log dir; returns once metadata answers."""
+        self.kafka.stop()
+        return self.kafka.start().pid
+
+    def down(self) -> None:
+        self.kafka.stop()
+        self.redis.stop()
+        if not self.keep:
+            shutil.rmtree(self.settings.state_dir, ignore_errors=True)

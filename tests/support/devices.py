@@ -1,0 +1,72 @@
+"""A Socket.IO client that behaves like a user's device: it reconnects by itself with `since`, and remembers
+every (id, version) it was shown, so a test can count what it saw twice and what it never saw."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import socketio
+
+
+class Device:
+    """Reconnects after its gateway vanished or after `drop()`, with the cursor of the newest notification it
+    saw as `since` (what the browser inbox and the SDKs do; docs/architecture.md, "Socket.IO protocol")."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.received: list[tuple[str, int, int]] = []  # (id, version, cursor), across every connection
+        self.connections = 0
+        self._client: socketio.AsyncClient | None = None
+        self._stopped = False
+
+    @property
+    def since(self) -> int:
+        return max((cursor for _id, _version, cursor in self.received), default=0)
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def run(self) -> None:
+        while not self._stopped:
+            client = socketio.AsyncClient(reconnection=False)
+            client.on("notification", self._on_notification)
+            self._client = client
+            try:
+                await client.connect(
+                    self.url, auth={"token": self.token, "since": self.since}, transports=["websocket"], wait_timeout=5
+                )
+            except socketio.exceptions.ConnectionError:
+                await asyncio.sleep(0.2)  # the gateway is being restarted
+                continue
+            self.connections += 1
+            await client.wait()  # returns when the connection is gone
+
+    async def _on_notification(self, body: dict[str, Any]) -> None:
+        self.received.append((body["id"], int(body["version"]), int(body["cursor"])))
+
+    def newest(self) -> dict[str, int]:
+        """The newest version seen of each notification."""
+        versions: dict[str, int] = {}
+        for notification_id, version, _cursor in self.received:
+            versions[notification_id] = max(version, versions.get(notification_id, 0))
+        return versions
+
+    def seen_twice(self) -> list[tuple[str, int]]:
+        """(id, version) pairs this device was shown more than once."""
+        return [key for key, times in Counter((i, v) for i, v, _c in self.received).items() if times > 1]
+
+    async def drop(self) -> bool:
+        """Close the connection from the client side (a phone losing its network); `run` reconnects."""
+        client = self._client
+        if client is None or not client.connected:
+            return False
+        await client.disconnect()
+        return True
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._client is not None and self._client.connected:
+            await self._client.disconnect()
