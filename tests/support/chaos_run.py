@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from herald import keys
 from herald.auth import mint_token
+from herald.config import Settings
 from herald.errors import BrokerUnavailableError
 from herald.producer import NotificationProducer, PartialPublishError
 from herald.redis_pool import redis_client
@@ -127,7 +128,7 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _lin
     stack.up()
     pipeline: Pipeline | None = None
     try:
-        connect_ray(stack.settings)
+        _connect_ray(stack.settings, progress)
         progress("starting the pipeline")
         pipeline = Pipeline(stack.settings, name="chaos").start()
         report = asyncio.run(_drive(config, stack, pipeline, sink, progress))
@@ -140,6 +141,19 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _lin
         if ray.is_initialized():
             ray.shutdown()
         stack.down()
+
+
+def _connect_ray(settings: Settings, progress: Callable[[str], None], attempts: int = 3) -> None:
+    # Ray gives a starting raylet a fixed 30 s to register; on a loaded 2-core box that is sometimes too short.
+    for attempt in range(1, attempts + 1):
+        try:
+            connect_ray(settings)
+            return
+        except Exception as exc:
+            ray.shutdown()
+            if attempt == attempts:
+                raise RuntimeError(f"Ray did not start ({attempts} attempts): {exc}") from exc
+            progress(f"Ray did not start ({exc}); trying again")
 
 
 async def _drive(
@@ -244,23 +258,31 @@ async def _inject(
     rng: random.Random,
     progress: Callable[[str], None],
 ) -> list[InjectedFault]:
-    done: list[InjectedFault] = []
-    for planned in plan:
+    """Each fault at its own moment, concurrently with the others (a Kafka restart takes tens of seconds and
+    must not push the kills behind it); faults of one kind one after another (a service is not restarted twice
+    at once). The targets are drawn from one RNG per fault, seeded from `rng`, so a seed repeats them."""
+    kind_locks = {kind: asyncio.Lock() for kind in {p.kind for p in plan}}
+
+    async def one(planned: Any, fault_rng: random.Random) -> InjectedFault:
         delay = t0 + planned.at_s - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        at = time.monotonic()
-        error: str | None = None
-        try:
-            target = await _fault(planned.kind, stack, pipeline, devices, publish_lock, rng)
-        except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is reported, not fatal
-            target, error = "-", f"{type(exc).__name__}: {exc}"
-        fault = InjectedFault(
-            planned.kind, planned.at_s, round(at - t0, 2), target, round(time.monotonic() - at, 2), error
-        )
+        async with kind_locks[planned.kind]:
+            at = time.monotonic()
+            error: str | None = None
+            try:
+                target = await _fault(planned.kind, stack, pipeline, devices, publish_lock, fault_rng)
+            except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is reported, not fatal
+                target, error = "-", f"{type(exc).__name__}: {exc}"
+            fault = InjectedFault(
+                planned.kind, planned.at_s, round(at - t0, 2), target, round(time.monotonic() - at, 2), error
+            )
         progress(f"t={fault.at_s:7.2f}s {fault.kind:16} {fault.target}" + (f" FAILED {error}" if error else ""))
-        done.append(fault)
-    return done
+        return fault
+
+    rngs = [random.Random(rng.random()) for _ in plan]
+    done = await asyncio.gather(*(one(p, r) for p, r in zip(plan, rngs, strict=True)))
+    return sorted(done, key=lambda f: f.at_s)
 
 
 async def _fault(

@@ -3,14 +3,16 @@ restarting them never touches the shared local stack that other tests use."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from herald.config import Settings, load_settings
-from herald.stack import KafkaBroker, RedisServer, procs
+from herald.stack import KafkaBroker, RedisServer, procs, state
 
 
 @dataclass
@@ -46,8 +48,15 @@ class PrivateStack:
         return self.redis.start().pid
 
     def restart_kafka(self) -> int:
-        """SIGTERM (a controlled shutdown), then start again on the same log dir; returns once metadata answers."""
-        self.kafka.stop()
+        """kill -9 (no controlled shutdown: the broker just vanishes, as on a crash), then start again on the same
+        log dir, which it recovers; returns once metadata answers. What was acknowledged is in the page cache, which
+        a process crash does not lose."""
+        pid = self.kafka.pid()
+        if pid is not None and procs.is_our_process(pid, self.kafka.marker):
+            os.kill(pid, signal.SIGKILL)
+            procs.wait_for(lambda: not procs.pid_alive(pid), timeout_s=10)
+        state.remove_pid(self.settings, self.kafka.name)
+        procs.wait_for(lambda: procs.port_free(self.settings.kafka_port), timeout_s=30)
         return self.kafka.start().pid
 
     def down(self) -> None:

@@ -39,10 +39,12 @@ class Device:
                     self.url, auth={"token": self.token, "since": self.since}, transports=["websocket"], wait_timeout=5
                 )
             except socketio.exceptions.ConnectionError:
+                await _close_session(client)
                 await asyncio.sleep(0.2)  # the gateway is being restarted
                 continue
             self.connections += 1
             await client.wait()  # returns when the connection is gone
+            await _close_session(client)
 
     async def _on_notification(self, body: dict[str, Any]) -> None:
         self.received.append((body["id"], int(body["version"]), int(body["cursor"])))
@@ -70,3 +72,10 @@ class Device:
         self._stopped = True
         if self._client is not None and self._client.connected:
             await self._client.disconnect()
+
+
+async def _close_session(client: socketio.AsyncClient) -> None:
+    # A failed or ended connection leaves its aiohttp session open, and asyncio logs each one at exit.
+    session = getattr(client.eio, "http", None)
+    if session is not None and not session.closed:
+        await session.close()
