@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +125,22 @@ def print_report(report: ChaosReport, *, as_json: bool) -> None:
         print(f"{verdict}\tseed {report.config.seed}\t{report.total_s} s")
 
 
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Ray prints the deaths of the workers we kill ("(raylet) A worker died ...") on the driver's stdout, and its
+    processes inherit file descriptor 1: point it at stderr while the run lasts, so stdout holds only the report
+    (with --json, exactly one JSON document)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
@@ -141,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"chaos seed {seed} (repeat with --seed {seed})", file=sys.stderr)
     try:
-        report = run_chaos(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+        with stdout_to_stderr():
+            report = run_chaos(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (HeraldError, RuntimeError) as exc:
         print(f"chaos run could not complete: {exc}", file=sys.stderr)
         return 2
