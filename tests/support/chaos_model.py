@@ -150,16 +150,25 @@ def compare_clients(
     received: Mapping[str, list[tuple[str, int, int]]],
     connections: Mapping[str, int],
     stored: Mapping[str, set[Note]],
+    attempts_of: Mapping[str, list[int]] | None = None,
 ) -> ClientFigures:
-    """`received`: per user (one device each), every (id, version, cursor) it was shown, in order."""
+    """`received`: per user (one device each), every (id, version, cursor) it was shown, in order;
+    `attempts_of`: for each of those, the connection attempt it arrived on (for the examples)."""
     figures = ClientFigures(devices=len(received), connections=sum(connections.values()))
     for user, shown in received.items():
+        attempts = (attempts_of or {}).get(user, [])
         figures.notifications_shown += len(shown)
         counts = Counter((nid, version) for nid, version, _cursor in shown)
         twice = [key for key, times in counts.items() if times > 1]
         figures.shown_twice += sum(counts[key] - 1 for key in twice)
         if twice and len(figures.examples) < 10:
-            figures.examples.append(f"{user} was shown {twice[:3]} more than once")
+            nid, version = twice[0]
+            where = [
+                f"cursor {c} on attempt {attempts[i]}" if attempts else f"cursor {c}"
+                for i, (n, v, c) in enumerate(shown)
+                if (n, v) == (nid, version)
+            ]
+            figures.examples.append(f"{user} was shown {nid} v{version} {len(where)} times: {', '.join(where)}")
         newest: dict[str, int] = {}
         for nid, version, _cursor in shown:
             newest[nid] = max(version, newest.get(nid, 0))

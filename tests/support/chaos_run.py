@@ -313,7 +313,8 @@ async def _fault(
 
 async def _alive_actor(pipeline: Pipeline, group: str, rng: random.Random) -> tuple[str, int]:
     """A running actor of `group` (one restarting from an earlier kill has no pid to kill yet)."""
-    deadline = time.monotonic() + 60
+    # Generous: on a loaded 2-core box a killed gateway takes up to a minute to serve again.
+    deadline = time.monotonic() + 150
     while True:
         status = await asyncio.to_thread(pipeline.status, 5.0)
         alive = [h for h in status.get(group, []) if h.get("ok") and h.get("pid")]
@@ -321,7 +322,7 @@ async def _alive_actor(pipeline: Pipeline, group: str, rng: random.Random) -> tu
             health = rng.choice(sorted(alive, key=lambda h: str(h.get("actor"))))
             return str(health.get("actor", group)), int(cast(int, health.get("pid")))
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no {group} actor answered for 60 s")
+            raise RuntimeError(f"no {group} actor answered for 150 s")
         await asyncio.sleep(0.5)
 
 
@@ -393,15 +394,37 @@ async def _figures(
                 pipe.zmscore(keys.seen_key(user), ids_by_user[user])
             answers = await pipe.execute()
         lost += sum(score is None for scores in answers for score in scores)
+    deliveries = compare_deliveries(final_versions, [r.headers.get("idempotency-key", "") for r in sink.requests])
+    if deliveries.unexpected:
+        deliveries.examples = _unexpected_evidence(sink, final_versions, stored) + deliveries.examples
     return Figures(
         events_published=len(wire),
         events_lost=lost,
         inbox=compare_inboxes(expected, stored),
-        deliveries=compare_deliveries(final_versions, [r.headers.get("idempotency-key", "") for r in sink.requests]),
+        deliveries=deliveries,
         clients=compare_clients(
             {u: list(d.received) for u, d in devices.items()},
             {u: d.connections for u, d in devices.items()},
             stored,
+            {u: list(d.received_on) for u, d in devices.items()},
         ),
         converged_s=converged_s,
     )
+
+
+def _unexpected_evidence(sink: HttpSink, final_versions: dict[str, int], stored: dict[str, set[Note]]) -> list[str]:
+    """What an unexpected delivery carried, and whether its notification is in its user's inbox at the end."""
+    out: list[str] = []
+    for request in sink.requests:
+        body = request.json()
+        note = body.get("notification") or {}
+        nid = note.get("id", "")
+        if nid in final_versions or len(out) >= 5:
+            continue
+        user = body.get("userId", "")
+        in_inbox = any(n[0] == nid for n in stored.get(user, set()))
+        out.append(
+            f"delivery {body.get('deliveryId')} user {user} v{note.get('version')} count {note.get('count')} "
+            f"text {note.get('text')!r} cursor {note.get('cursor')} in final inbox: {in_inbox}"
+        )
+    return out

@@ -4,7 +4,9 @@ every (id, version) it was shown, so a test can count what it saw twice and what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -17,6 +19,8 @@ class Device:
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url, token
         self.received: list[tuple[str, int, int]] = []  # (id, version, cursor), across every connection
+        self.received_on: list[int] = []  # for each of `received`, the attempt (1, 2, ...) it arrived on
+        self._attempt = 0
         self.connections = 0
         self._client: socketio.AsyncClient | None = None
         self._stopped = False
@@ -32,13 +36,18 @@ class Device:
     async def run(self) -> None:
         while not self._stopped:
             client = socketio.AsyncClient(reconnection=False)
-            client.on("notification", self._on_notification)
+            self._attempt += 1
+            client.on("notification", self._receiver(client, self._attempt))
             self._client = client
             try:
                 await client.connect(
-                    self.url, auth={"token": self.token, "since": self.since}, transports=["websocket"], wait_timeout=5
+                    self.url, auth={"token": self.token, "since": self.since}, transports=["websocket"], wait_timeout=15
                 )
             except socketio.exceptions.ConnectionError:
+                # A connect that timed out may still be open underneath: close it, so that an app that gave up on
+                # a connection never shows what arrives on it (and neither does this device).
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
                 await _close_session(client)
                 await asyncio.sleep(0.2)  # the gateway is being restarted
                 continue
@@ -46,8 +55,13 @@ class Device:
             await client.wait()  # returns when the connection is gone
             await _close_session(client)
 
-    async def _on_notification(self, body: dict[str, Any]) -> None:
-        self.received.append((body["id"], int(body["version"]), int(body["cursor"])))
+    def _receiver(self, client: socketio.AsyncClient, attempt: int) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def on_notification(body: dict[str, Any]) -> None:
+            if client is self._client:  # not a connection given up on
+                self.received.append((body["id"], int(body["version"]), int(body["cursor"])))
+                self.received_on.append(attempt)
+
+        return on_notification
 
     def newest(self) -> dict[str, int]:
         """The newest version seen of each notification."""
