@@ -46,12 +46,20 @@ def positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
+def non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/dev chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=positive(int), default=100_000)
     parser.add_argument("--users", type=positive(int), default=10_000)
     parser.add_argument("--seed", type=int, default=None, help="repeat a run (printed by every run)")
-    parser.add_argument("--faults-per-kind", type=positive(int), default=3)
+    parser.add_argument(
+        "--faults-per-kind", type=non_negative, default=3, help="0: a control run with no faults at all"
+    )
     parser.add_argument("--stream-s", type=positive(float), default=150.0, help="seconds to publish the stream")
     parser.add_argument("--devices", type=positive(int), default=200, help="users watched by a Socket.IO client")
     parser.add_argument("--converge-timeout-s", type=positive(float), default=300.0)
