@@ -59,7 +59,9 @@ def ask_webhook(wire: list[dict[str, Any]], users: set[str]) -> None:
 
 
 def expected_deliveries(expected: Mapping[str, set[Note]], users: set[str]) -> dict[str, int]:
-    """notification id -> the final version that must reach the webhook, for the users that asked for it."""
+    """notification id -> the final version that must reach the webhook, for the users that asked for it.
+    `expected` must come from a model without an inbox cap: a notification evicted from a full inbox was still
+    delivered."""
     return {note[0]: note[3] for user in users for note in expected.get(user, set())}
 
 
