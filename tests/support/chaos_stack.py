@@ -15,6 +15,14 @@ from herald.config import Settings, load_settings
 from herald.stack import KafkaBroker, RedisServer, procs, state
 
 
+class PatientKafka(KafkaBroker):
+    """After a kill -9 the broker recovers its logs and waits out its own old session (broker.session.timeout.ms)
+    before it registers again; on a loaded 2-core box that took over the stack's usual 60 s."""
+
+    def ready_timeout_s(self) -> float:
+        return 240.0
+
+
 @dataclass
 class PrivateStack:
     settings: Settings
@@ -36,7 +44,7 @@ class PrivateStack:
             kafka_heap_mb=384,
             **overrides,
         )
-        return cls(settings, RedisServer(settings), KafkaBroker(settings), keep)
+        return cls(settings, RedisServer(settings), PatientKafka(settings), keep)
 
     def up(self) -> None:
         self.redis.start()
