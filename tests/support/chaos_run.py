@@ -125,9 +125,9 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _lin
     )
     ports = f"kafka :{stack.settings.kafka_port}, redis :{stack.settings.redis_port}"
     progress(f"private stack in {stack.settings.state_dir}: {ports}")
-    stack.up()
     pipeline: Pipeline | None = None
     try:
+        stack.up()  # inside the try: a broker that fails to start still leaves Redis to stop
         _connect_ray(stack.settings, progress)
         progress("starting the pipeline")
         pipeline = Pipeline(stack.settings, name="chaos").start()
