@@ -86,4 +86,5 @@ async def test_kill_the_gateway_while_clients_are_connected(
     assert new_pid != gateway_pid, "the gateway was not killed and restarted"
     assert all(d.connections >= 2 for d in devices.values()), "every device had to reconnect"
     for user, device in devices.items():
-        assert not device.seen_twice(), f"{user} saw {device.seen_twice()} twice"
+        twice = device.seen_twice()
+        assert not twice, f"{user} saw {twice} twice"
