@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from herald import dlq, keys
 from herald.config import Settings
-from herald.kafka import close_client, make_producer, start_bounded
+from herald.kafka import close_client, make_consumer, make_producer, start_bounded
 from herald.topics import DLQ_TOPIC, describe_topics, topic_specs
 
 REDRIVEN_KEY = "herald:dlq:redriven"
@@ -65,7 +65,7 @@ async def read_dead_letters(settings: Settings, *, limit: int | None = None) -> 
     [report] = await describe_topics(settings, dlq_spec)
     if not report.partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(settings)
     await start_bounded(consumer, settings, "DLQ reader")
     try:
         partitions = [TopicPartition(DLQ_TOPIC, p) for p in range(report.partitions)]

@@ -16,6 +16,7 @@ from herald.channels.registry import PROVIDER_MODULES, build_provider, required_
 from herald.config import Settings
 from herald.errors import BrokerUnavailableError, HeraldError
 from herald.kafka import close_client, make_admin, start_bounded
+from herald.redaction import redact_url
 from herald.topics import inspect_topics, topic_specs
 
 # Doctor is what people run when something hangs: it must answer quickly even if the configured bound is long.
@@ -108,16 +109,16 @@ async def check_redis(settings: Settings) -> CheckResult:
         persistence = await asyncio.wait_for(client.info("persistence"), timeout=timeout_s)
         server = await asyncio.wait_for(client.info("server"), timeout=timeout_s)
     except (RedisError, OSError, TimeoutError) as exc:
-        detail = f"Redis at {_redact(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
+        detail = f"Redis at {redact_url(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
         return CheckResult("redis", False, detail, REDIS_FIX)
     finally:
         await client.aclose()
     version = server.get("redis_version", "?")
     if str(persistence.get("aof_enabled")) != "1":
         # The no-loss guarantee (docs/architecture.md, Guarantees) assumes a Redis restart replays the AOF.
-        detail = f"Redis {version} at {_redact(settings.redis_url)}: AOF is off"
+        detail = f"Redis {version} at {redact_url(settings.redis_url)}: AOF is off"
         return CheckResult("redis", False, detail, "enable `appendonly yes` with `appendfsync everysec`")
-    return CheckResult("redis", True, f"Redis {version} at {_redact(settings.redis_url)}, AOF on")
+    return CheckResult("redis", True, f"Redis {version} at {redact_url(settings.redis_url)}, AOF on")
 
 
 async def check_ray(settings: Settings) -> CheckResult:
@@ -142,10 +143,3 @@ def _host_port(address: str) -> tuple[str, int]:
     """'10.0.0.1:6379', 'ray://head:10001' or a bare host -> (host, port)."""
     parts = urlsplit(address if "://" in address else f"//{address}")
     return parts.hostname or "127.0.0.1", parts.port or RAY_DEFAULT_GCS_PORT
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url

@@ -245,6 +245,11 @@ class KafkaBroker(Service):
     def _java_base(self) -> list[str]:
         return [java_binary(), f"-Dlog4j2.configurationFile={self.log4j_path}", "-cp", f"{self.libs_dir}/*"]
 
+    def format_extra_args(self) -> list[str]:
+        """More StorageTool arguments: a broker with SASL listeners creates its SCRAM users here (`--add-scram`),
+        so they exist before the first client connects (docs/architecture.md, Security)."""
+        return []
+
     def format_storage(self) -> None:
         """Format the log dir once; meta.properties marks a formatted dir, so later ups skip the JVM."""
         if (self.data_dir / "meta.properties").is_file():
@@ -259,6 +264,7 @@ class KafkaBroker(Service):
             "-c",
             str(self.config_path),
             "--ignore-formatted",
+            *self.format_extra_args(),
         ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
         if done.returncode != 0:
