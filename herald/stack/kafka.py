@@ -242,8 +242,18 @@ class KafkaBroker(Service):
         self.config_path.write_text("# Written by `herald stack up`; edits are overwritten.\n" + props)
         self.log4j_path.write_text(self.log4j_properties())
 
+    def jvm_options(self) -> list[str]:
+        """More JVM flags for both the storage tool and the broker (a test broker trades peak speed for start-up)."""
+        return []
+
     def _java_base(self) -> list[str]:
-        return [java_binary(), f"-Dlog4j2.configurationFile={self.log4j_path}", "-cp", f"{self.libs_dir}/*"]
+        return [
+            java_binary(),
+            *self.jvm_options(),
+            f"-Dlog4j2.configurationFile={self.log4j_path}",
+            "-cp",
+            f"{self.libs_dir}/*",
+        ]
 
     def format_extra_args(self) -> list[str]:
         """More StorageTool arguments: a broker with SASL listeners creates its SCRAM users here (`--add-scram`),
@@ -285,6 +295,7 @@ class KafkaBroker(Service):
             "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent",
             "-Djava.awt.headless=true",
+            *self.jvm_options(),
             f"-Dlog4j2.configurationFile={self.log4j_path}",
             f"-Dkafka.logs.dir={self.log_path.parent}",
             "-cp",
