@@ -9,7 +9,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -231,6 +240,10 @@ class Settings(BaseSettings):
         if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
             raise ValueError("kafka_ssl_keyfile needs kafka_ssl_certfile")
         return self
+
+    @field_serializer("redis_url", when_used="json")
+    def _redis_url_redacted(self, url: str) -> str:
+        return redact_url(url)
 
     def __repr_args__(self) -> Any:
         # redis_url is a plain string (every Redis client takes it as is) but may carry a password

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from herald.channels.registry import PROVIDER_MODULES, build_provider, required_settings
 from herald.config import Settings
-from herald.errors import BrokerUnavailableError, HeraldError
+from herald.errors import BrokerUnavailableError, HeraldError, KafkaSecurityError
 from herald.kafka import close_client, make_admin, start_bounded
 from herald.redaction import redact_url
 from herald.topics import inspect_topics, topic_specs
@@ -68,6 +68,13 @@ async def check_kafka(settings: Settings) -> list[CheckResult]:
     admin = make_admin(settings, request_timeout_ms=max(1000, int(timeout_s * 1000)))
     try:
         await start_bounded(admin, settings, "doctor", timeout_s=timeout_s, retry=False)
+    except KafkaSecurityError as exc:
+        # The broker is there but refuses our credentials or TLS: the message already names the fix.
+        detail, _, fix = str(exc).partition("; ")
+        return [
+            CheckResult("kafka", False, detail, fix),
+            CheckResult("topics", False, "not checked: Kafka refused the connection", fix),
+        ]
     except BrokerUnavailableError as exc:
         detail = str(exc).split("; is the stack up?")[0]
         return [

@@ -59,6 +59,15 @@ async def diagnose(settings: Settings, security: dict[str, Any]) -> KafkaSecurit
     except _AUTH_ERRORS as exc:
         fix = "check kafka_sasl_username, kafka_sasl_password and kafka_sasl_mechanism against the broker's users"
         return _error(settings, f"{where} refused {_who(settings)}: {exc}", fix)
+    except (ConnectionResetError, ssl.SSLEOFError):
+        if settings.kafka_security_protocol in ("SSL", "SASL_SSL") and await _listens(host, port):
+            # A plaintext listener reads our TLS hello as a malformed request and resets the connection.
+            fix = (
+                f"kafka_security_protocol is {settings.kafka_security_protocol}: is this listener plaintext "
+                "(PLAINTEXT or SASL_PLAINTEXT)?"
+            )
+            return _error(settings, f"{where} reset the connection during the TLS handshake", fix)
+        return None
     except ssl.SSLCertVerificationError as exc:
         fix = "set kafka_ssl_cafile to the CA that signed the broker's certificate"
         return _error(settings, f"{where}: its TLS certificate does not verify: {exc.verify_message}", fix)
