@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from actors.loops import OwnedLoop
 from herald.config import Settings
 from herald.dlq import SourceRecord, dlq_headers
-from herald.kafka import close_client, make_producer, start_bounded
+from herald.kafka import close_client, make_consumer, make_producer, start_bounded
 from herald.preferences_feed import PREFERENCES_GROUP, PreferencesFeed
 from herald.redis_pool import redis_client
 from herald.topics import DLQ_TOPIC, PREFERENCES_TOPIC
@@ -33,12 +31,11 @@ class PreferencesActor:
         self._owner.claim()
         self._stopping = False
         self._producer = make_producer(self._settings, client_id="herald-preferences-dlq")
-        consumer = AIOKafkaConsumer(
+        consumer = make_consumer(
+            self._settings,
             PREFERENCES_TOPIC,
-            bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=PREFERENCES_GROUP,
             client_id="herald-preferences",
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
         try:

@@ -30,7 +30,7 @@ from herald.config import DEFAULT_READER_GROUP, Settings
 from herald.contracts import ActorHealth, ApplyResult
 from herald.errors import HeraldError
 from herald.events import MAX_EVENT_BYTES
-from herald.kafka import close_client, make_producer, start_bounded
+from herald.kafka import close_client, make_consumer, make_producer, start_bounded
 from herald.prepared import PreparedEvent, encode_batch
 from herald.routing import KafkaRecord, Rejected, dlq_headers, route
 from herald.topics import DLQ_TOPIC
@@ -116,11 +116,10 @@ class ReaderActor:
         self._checkpoint = self._new_checkpoint()
         self._producer = make_producer(self._settings, client_id=f"herald-{self.name}-dlq")
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+        self._consumer = make_consumer(
+            self._settings,
             group_id=self._settings.reader_group,
             client_id=f"herald-{self.name}",
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=2 * MAX_EVENT_BYTES,
             fetch_max_bytes=16 * MAX_EVENT_BYTES,

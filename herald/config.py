@@ -9,7 +9,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -18,6 +27,7 @@ from pydantic_settings import (
 )
 
 from herald.errors import ConfigError
+from herald.redaction import redact_url
 
 DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "herald"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "herald"
@@ -103,7 +113,15 @@ class Settings(BaseSettings):
     # `herald --verbose` sets it to INFO. Herald's own logs are not affected.
     ray_log_level: Literal["debug", "info", "warning", "error"] = "error"
 
-    # Kafka clients.
+    # Kafka clients. Security applies to every client Herald builds (herald/kafka.py `client_security`); the
+    # password is a SecretStr so a repr, a log line or an error never shows it (docs/architecture.md, Security).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None  # None trusts the system's CAs
+    kafka_ssl_certfile: Path | None = None  # client certificate, for brokers that ask for one (ssl.client.auth)
+    kafka_ssl_keyfile: Path | None = None
     connect_timeout_s: PositiveFloat = 10.0
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     producer_compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
@@ -219,6 +237,30 @@ class Settings(BaseSettings):
             _JsonFileSource(settings_cls, file_values),
             _JsonFileSource(settings_cls, _read_stack_file(state_dir)),
         )
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        # Caught here, at the edge, rather than as an opaque handshake failure deep inside the first client.
+        if self.kafka_security_protocol.startswith("SASL_") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs kafka_sasl_username and "
+                "kafka_sasl_password"
+            )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("kafka_ssl_keyfile needs kafka_ssl_certfile")
+        return self
+
+    @field_serializer("redis_url", when_used="json")
+    def _redis_url_redacted(self, url: str) -> str:
+        return redact_url(url)
+
+    def __repr_args__(self) -> Any:
+        # redis_url is a plain string (every Redis client takes it as is) but may carry a password
+        # (redis://:pw@host); a printed or logged Settings shows it redacted, like the SecretStr fields.
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "redis_url" and isinstance(value, str) else value)
 
     @property
     def stack_file(self) -> Path:

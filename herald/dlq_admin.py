@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from herald import dlq, keys
 from herald.config import Settings
-from herald.kafka import close_client, make_producer, start_bounded
+from herald.kafka import close_client, make_consumer, make_producer, start_bounded
 from herald.topics import DLQ_TOPIC, describe_topics, topic_specs
 
 REDRIVEN_KEY = "herald:dlq:redriven"
@@ -89,7 +89,7 @@ async def read_dead_letters(
     partitions = await _dlq_partitions(settings)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(settings)
     await start_bounded(consumer, settings, "DLQ reader")
     try:
         consumer.assign(partitions)

@@ -14,8 +14,9 @@ from redis.exceptions import RedisError
 
 from herald.channels.registry import PROVIDER_MODULES, build_provider, required_settings
 from herald.config import Settings
-from herald.errors import BrokerUnavailableError, HeraldError
+from herald.errors import BrokerUnavailableError, HeraldError, KafkaSecurityError
 from herald.kafka import close_client, make_admin, start_bounded
+from herald.redaction import redact_url
 from herald.topics import inspect_topics, topic_specs
 
 # Doctor is what people run when something hangs: it must answer quickly even if the configured bound is long.
@@ -67,6 +68,13 @@ async def check_kafka(settings: Settings) -> list[CheckResult]:
     admin = make_admin(settings, request_timeout_ms=max(1000, int(timeout_s * 1000)))
     try:
         await start_bounded(admin, settings, "doctor", timeout_s=timeout_s, retry=False)
+    except KafkaSecurityError as exc:
+        # The broker is there but refuses our credentials or TLS: the message already names the fix.
+        detail, _, fix = str(exc).partition("; ")
+        return [
+            CheckResult("kafka", False, detail, fix),
+            CheckResult("topics", False, "not checked: Kafka refused the connection", fix),
+        ]
     except BrokerUnavailableError as exc:
         detail = str(exc).split("; is the stack up?")[0]
         return [
@@ -108,16 +116,16 @@ async def check_redis(settings: Settings) -> CheckResult:
         persistence = await asyncio.wait_for(client.info("persistence"), timeout=timeout_s)
         server = await asyncio.wait_for(client.info("server"), timeout=timeout_s)
     except (RedisError, OSError, TimeoutError) as exc:
-        detail = f"Redis at {_redact(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
+        detail = f"Redis at {redact_url(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
         return CheckResult("redis", False, detail, REDIS_FIX)
     finally:
         await client.aclose()
     version = server.get("redis_version", "?")
     if str(persistence.get("aof_enabled")) != "1":
         # The no-loss guarantee (docs/architecture.md, Guarantees) assumes a Redis restart replays the AOF.
-        detail = f"Redis {version} at {_redact(settings.redis_url)}: AOF is off"
+        detail = f"Redis {version} at {redact_url(settings.redis_url)}: AOF is off"
         return CheckResult("redis", False, detail, "enable `appendonly yes` with `appendfsync everysec`")
-    return CheckResult("redis", True, f"Redis {version} at {_redact(settings.redis_url)}, AOF on")
+    return CheckResult("redis", True, f"Redis {version} at {redact_url(settings.redis_url)}, AOF on")
 
 
 async def check_ray(settings: Settings) -> CheckResult:
@@ -142,10 +150,3 @@ def _host_port(address: str) -> tuple[str, int]:
     """'10.0.0.1:6379', 'ray://head:10001' or a bare host -> (host, port)."""
     parts = urlsplit(address if "://" in address else f"//{address}")
     return parts.hostname or "127.0.0.1", parts.port or RAY_DEFAULT_GCS_PORT
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url

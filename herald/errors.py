@@ -58,3 +58,8 @@ class DeliveryError(HeraldError):
 
 class AuthError(HeraldError):
     """A token was missing, malformed, expired or not signed by us."""
+
+
+class KafkaSecurityError(HeraldError):
+    """Kafka answered but refused the connection's security: SASL credentials or mechanism, a certificate that
+    does not verify, or plaintext spoken to a TLS listener. Retrying cannot help; the settings must change."""

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from herald.config import Settings
-from herald.errors import BrokerUnavailableError
+from herald.errors import BrokerUnavailableError, ConfigError
 from herald.events import MAX_EVENT_BYTES
+from herald.kafka_security import diagnose
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,41 @@ def request_timeout_ms(settings: Settings) -> int:
     return max(1000, int(settings.connect_timeout_s * 1000))
 
 
+def client_security(settings: Settings) -> dict[str, Any]:
+    """Bootstrap servers and security options shared by every Kafka client Herald builds (producers, consumers,
+    admin clients), so SASL and TLS settings apply everywhere (docs/architecture.md, Security)."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = _ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password is not None else None,
+        }
+    return options
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile
+        )
+    except (OSError, ssl.SSLError) as exc:
+        # The file names are settings, never secrets; the library's text says what is wrong with the file.
+        files = [
+            str(f) for f in (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile) if f
+        ]
+        raise ConfigError(f"Kafka TLS files {', '.join(files) or '(system CAs)'} cannot be used: {exc}") from exc
+    return context
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
     """Options of every Herald producer (idempotent, acks=all, compression, short linger; docs/architecture.md)."""
     return {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **client_security(settings),
         "client_id": "herald-producer",
         "enable_idempotence": True,
         "acks": "all",
@@ -67,11 +101,17 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 def make_admin(settings: Settings, **overrides: Any) -> AIOKafkaAdminClient:
     """A configured, not yet started admin client."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **client_security(settings),
         "client_id": "herald-admin",
         "request_timeout_ms": request_timeout_ms(settings),
     }
     return AIOKafkaAdminClient(**{**options, **overrides})
+
+
+def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A configured, not yet started consumer (no group and no auto commit unless `overrides` say so)."""
+    options: dict[str, Any] = {**client_security(settings), "enable_auto_commit": False}
+    return AIOKafkaConsumer(*topics, **{**options, **overrides})
 
 
 def unreachable(settings: Settings, what: str, timeout_s: float, cause: BaseException | str) -> str:
@@ -94,6 +134,7 @@ async def start_bounded(
     started = time.monotonic()
     deadline = started + bound_s
     backoff_s = 0.1
+    diagnosed = False
     last_error: BaseException | str = "timed out"
     while True:
         remaining_s = deadline - time.monotonic()
@@ -105,6 +146,13 @@ async def start_bounded(
         except KafkaConnectionError:
             # aiokafka's message lists every resolved address tuple; what matters is that none answered.
             last_error = "no broker answered (connection refused or host unreachable)"
+            if not diagnosed:
+                # aiokafka only logs a refused login or certificate; one direct connection tells us which.
+                diagnosed = True
+                refusal = await diagnose(settings, client_security(settings))
+                if refusal is not None:
+                    await close_client(client)
+                    raise refusal from None
         except (KafkaError, OSError) as exc:
             last_error = exc
         except TimeoutError:

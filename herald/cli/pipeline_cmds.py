@@ -6,13 +6,15 @@ import asyncio
 from typing import Annotated
 
 import typer
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
 from herald.cli.ops import fail
 from herald.cli.output import JsonOption, show
 from herald.config import load_settings
-from herald.errors import HeraldError
+from herald.errors import HeraldError, StoreError
+from herald.redaction import redact_url
 from herald.store_redis import RedisStore
 
 console = Console()
@@ -44,6 +46,9 @@ def inbox(
         store = RedisStore.from_url(settings.redis_url)
         try:
             return await store.notifications_before(user, None, limit), await store.unread_count(user)
+        except RedisError as exc:
+            # The URL may carry the password: the message names Redis by its redacted URL only.
+            raise StoreError(f"reading the inbox from Redis at {redact_url(settings.redis_url)} failed: {exc}") from exc
         finally:
             await store.close()
 

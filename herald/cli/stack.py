@@ -14,6 +14,7 @@ from herald import stack
 from herald.cli.output import JsonOption, show
 from herald.config import load_settings
 from herald.errors import HeraldError
+from herald.redaction import redact_url
 
 app = typer.Typer(help="Run the local stack: Kafka (KRaft), Redis and Ray.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -47,7 +48,9 @@ def up(
             console.print(f"[yellow]{result.name}: removed stale pid file (pid {result.cleaned_stale_pid} gone)")
         verb = "reused" if result.reused else "started"
         console.print(f"{result.name}: {verb} (pid {result.pid})")
-    console.print(f"kafka {info.kafka_bootstrap}  redis {info.redis_url}  ray {info.ray_address or 'in-process'}")
+    console.print(
+        f"kafka {info.kafka_bootstrap}  redis {redact_url(info.redis_url)}  ray {info.ray_address or 'in-process'}"
+    )
     console.print(f"stack file {info.stack_file}; up in {time.monotonic() - began:.1f} s", highlight=False)
 
 

@@ -242,8 +242,23 @@ class KafkaBroker(Service):
         self.config_path.write_text("# Written by `herald stack up`; edits are overwritten.\n" + props)
         self.log4j_path.write_text(self.log4j_properties())
 
+    def jvm_options(self) -> list[str]:
+        """More JVM flags for both the storage tool and the broker (a test broker trades peak speed for start-up)."""
+        return []
+
     def _java_base(self) -> list[str]:
-        return [java_binary(), f"-Dlog4j2.configurationFile={self.log4j_path}", "-cp", f"{self.libs_dir}/*"]
+        return [
+            java_binary(),
+            *self.jvm_options(),
+            f"-Dlog4j2.configurationFile={self.log4j_path}",
+            "-cp",
+            f"{self.libs_dir}/*",
+        ]
+
+    def format_extra_args(self) -> list[str]:
+        """More StorageTool arguments: a broker with SASL listeners creates its SCRAM users here (`--add-scram`),
+        so they exist before the first client connects (docs/architecture.md, Security)."""
+        return []
 
     def format_storage(self) -> None:
         """Format the log dir once; meta.properties marks a formatted dir, so later ups skip the JVM."""
@@ -259,6 +274,7 @@ class KafkaBroker(Service):
             "-c",
             str(self.config_path),
             "--ignore-formatted",
+            *self.format_extra_args(),
         ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
         if done.returncode != 0:
@@ -279,6 +295,7 @@ class KafkaBroker(Service):
             "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent",
             "-Djava.awt.headless=true",
+            *self.jvm_options(),
             f"-Dlog4j2.configurationFile={self.log4j_path}",
             f"-Dkafka.logs.dir={self.log_path.parent}",
             "-cp",

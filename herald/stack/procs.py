@@ -141,12 +141,15 @@ def terminate(pid: int, *, timeout_s: float) -> bool:
     """SIGTERM, wait up to `timeout_s`, then SIGKILL. Returns False when SIGKILL was needed."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    if wait_for(lambda: not pid_alive(pid), timeout_s=timeout_s, interval_s=0.1):
-        return True
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not pid_alive(pid), timeout_s=5.0)
-    return False
+    graceful = wait_for(lambda: not pid_alive(pid), timeout_s=timeout_s, interval_s=0.1)
+    if not graceful:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), timeout_s=5.0)
+    # pid_alive may have seen a zombie before reaping it; reap our own child now, or its Popen object warns
+    # "subprocess still running" when collected.
+    _reap(pid)
+    return graceful
 
 
 def tail(path: Path, lines: int = 30) -> str:

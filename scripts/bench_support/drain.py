@@ -21,12 +21,12 @@ from typing import Any, Literal
 import orjson
 import ray
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from herald.config import Settings
 from herald.contracts import ActorHealth
 from herald.events import MAX_EVENT_BYTES
-from herald.kafka import close_client, make_admin, start_bounded
+from herald.kafka import close_client, make_admin, make_consumer, start_bounded
 from herald.keys import bodies_key
 from herald.producer import NotificationProducer
 from herald.routing import route
@@ -50,7 +50,7 @@ async def publish(settings: Settings, topic: str, events: Sequence[dict[str, Any
 
 
 async def end_offsets(settings: Settings, topic: str, partitions: int) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(settings)
     await start_bounded(consumer, settings, "bench offsets consumer")
     try:
         ends: dict[TopicPartition, int] = await consumer.end_offsets(
@@ -75,9 +75,8 @@ def _reader_step(settings: Settings) -> Step:
 async def plain_consume(settings: Settings, ends: dict[TopicPartition, int], step: Step | None = None) -> float:
     """The ceiling: a consumer with the reader's fetch options, manual assignment, no group, and `step` (none,
     JSON decoding, or Herald's reader step) applied to each fetched batch. Returns the seconds to the end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
+    consumer = make_consumer(
+        settings,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=2 * MAX_EVENT_BYTES,
         fetch_max_bytes=16 * MAX_EVENT_BYTES,

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import ray
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from herald import keys, live
 from herald.config import Settings
-from herald.kafka import close_client, start_bounded
+from herald.kafka import close_client, make_consumer, start_bounded
 from pipeline import Pipeline
 from scripts.bench_support import ray_reader
 from scripts.bench_support.common import create_topic, delete_topic, delete_user_keys, free_port, run_id
@@ -47,7 +47,7 @@ def _sent_ns(payload: Any) -> int | None:
 
 async def kafka_tap(settings: Settings, topic: str, out: list[float], stop: asyncio.Event) -> None:
     """The peer: produce -> plain consumer latency, the floor the pipeline adds to."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(settings)
     await start_bounded(consumer, settings, "bench kafka tap")
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(settings.events_partitions)])

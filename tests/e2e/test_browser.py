@@ -1,5 +1,6 @@
 """The browser inbox page in headless Debian chromium (playwright-core, no browser download): loads with a
-token, shows a notification emitted the way the pipeline emits it, the badge counts it, a click marks it read."""
+token, shows a notification emitted the way the pipeline emits it, the badge counts it, a click marks it read.
+An actor name carrying markup is shown as text, never run or parsed as HTML (docs/architecture.md, Security)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ JS_DIR = ROOT / "tests" / "e2e" / "js"
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 STEP_TIMEOUT_S = 60.0
+# User-controlled text (an actor's name) that would run script if the page ever built HTML from it.
+HOSTILE_NAME = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>Sarah'
+EXPECTED_TEXT = f"John and {HOSTILE_NAME} liked your post"
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,7 @@ async def test_inbox_page_renders_live_notification_and_badge(
         node,
         str(JS_DIR / "browser.mjs"),
         f"{url}/?token={mint_token(settings, user)}",
-        "John and Sarah liked your post",
+        EXPECTED_TEXT,
         str(screenshot),
         cwd=JS_DIR,
         stdin=asyncio.subprocess.PIPE,
@@ -85,7 +89,7 @@ async def test_inbox_page_renders_live_notification_and_badge(
         # What the pipeline does: the aggregator commits, the IN_APP delivery emits the stored body.
         await seeder.apply(
             make_event(user=user, actor="u1", actor_name="John"),
-            make_event(user=user, actor="u2", actor_name="Sarah"),
+            make_event(user=user, actor="u2", actor_name=HOSTILE_NAME),
         )
         [stored] = await seeder.store.notifications_after(user, 0, 10)
         await emitter.notification(user, stored)
@@ -93,7 +97,9 @@ async def test_inbox_page_renders_live_notification_and_badge(
         proc.stdin.write(b"emitted\n")
         await proc.stdin.drain()
         rendered = await _next_step(proc, "rendered")
-        assert rendered["text"] == "John and Sarah liked your post"
+        assert rendered["text"] == EXPECTED_TEXT
+        assert rendered["elementsInText"] == 0  # the markup stayed text: no <img>, no <script> was created
+        assert rendered["xss"] is None
         assert rendered["className"] == "unread"
         assert rendered["badge"] == 1
         clicked = await _next_step(proc, "clicked")

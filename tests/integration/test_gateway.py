@@ -11,13 +11,14 @@ from functools import partial
 from typing import Any
 
 import aiohttp
+import jwt
 import orjson
 import pytest
 import redis.asyncio as aioredis
 import socketio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from actors.gateway import GatewayActor
 from herald import keys, live
@@ -27,6 +28,7 @@ from herald.gateway import Gateway
 from herald.push_subscriptions import PushSubscriptionStore
 from herald.topics import ANALYTICS_TOPIC, ensure_topics, topic_specs
 from tests.integration.gateway_harness import (
+    TEST_SECRET,
     Emitter,
     Recorder,
     Seeder,
@@ -89,6 +91,8 @@ async def test_live_notification_and_its_update(
         ("bad signature", "signature"),
         ("expired", "expired"),
         ("alg none", "algorithm"),
+        ("missing sub", "sub"),
+        ("payload forged to another user", "signature"),
         ("missing token", "missing token"),
         ("garbage token", "invalid token"),
         ("since not a cursor", "since"),
@@ -107,6 +111,15 @@ async def test_refused_connections_get_a_clear_reason(
         token = expired_token(settings, user)
     elif case == "alg none":
         token = alg_none_token(user)
+    elif case == "missing sub":
+        now = int(time.time())
+        token = jwt.encode({"iat": now, "exp": now + 600}, TEST_SECRET, algorithm="HS256")
+    elif case == "payload forged to another user":
+        # A valid token of one user whose payload is swapped for another user's keeps the old signature.
+        header, _, signature = mint_token(settings, user).split(".")
+        claims = {"sub": new_user("victim"), "iat": int(time.time()), "exp": int(time.time()) + 600}
+        forged = base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode()
+        token = f"{header}.{forged}.{signature}"
     elif case == "missing token":
         token = None
     elif case == "garbage token":
@@ -175,6 +188,43 @@ async def test_a_client_cannot_receive_another_users_notifications(
         await wait_until(lambda: [n["id"] for n in a.notifications] == ["mine"], what="alice's control emit")
         # No wait needed: bob's entries were published before alice's on the same channel, handled in order.
         assert [n["id"] for n in a.notifications] == ["mine"]
+
+
+async def test_a_client_cannot_read_or_mark_another_users_inbox(
+    settings: Settings, gateway: tuple[Gateway, str], seeder: Seeder
+) -> None:
+    _gw, url = gateway
+    alice, bob = new_user("alice"), new_user("bob")
+    await seeder.apply(make_event(user=bob, actor="u7", actor_name="Eve", target="p-bob"))
+    [bobs] = await seeder.store.notifications_before(bob, None, 10)
+    async with connected(url, mint_token(settings, alice)) as a:
+        # Ids are the only handle a client has: naming bob's notification reads nothing of bob's.
+        ack = await a.call("mark_read", {"ids": [bobs["id"]]})
+        assert ack == {"ok": True, "unread": 0}
+        assert (await a.call("fetch", {"before": None, "limit": 100}))["items"] == []
+        # A payload naming another user is not how a user is chosen: the token's sub is.
+        ack = await a.call("fetch", {"before": None, "limit": 100, "userId": bob})
+        assert ack.get("items", []) == []
+    assert await seeder.store.unread_count(bob) == 1
+    assert a.notifications == []
+
+
+async def test_an_hs256_token_is_refused_when_the_gateway_verifies_rs256(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = tmp_path_factory.mktemp("rs256") / "public.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    rs_settings = settings.model_copy(update={"jwt_algorithm": "RS256", "jwt_public_key_file": public})
+    async with running_gateway(rs_settings) as (gw, url):
+        recorder = Recorder()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await recorder.connect(url, mint_token(settings, new_user()))  # HS256 with the shared secret
+        assert recorder.refusal is not None
+        assert "algorithm" in str(recorder.refusal["message"]).lower()
+        assert gw.counters.refused == 1
 
 
 async def test_two_gateways_share_emits_and_read_counts(settings: Settings, emitter: Emitter, seeder: Seeder) -> None:

@@ -40,6 +40,8 @@ try {
   out({
     step: "rendered",
     text: await item.locator(".text").textContent(),
+    elementsInText: await item.locator(".text").evaluate((el) => el.children.length),
+    xss: await page.evaluate(() => window.__xss ?? null),
     className: await item.getAttribute("class"),
     badge: await badge(),
   });
