@@ -58,3 +58,7 @@ class DeliveryError(HeraldError):
 
 class AuthError(HeraldError):
     """A token was missing, malformed, expired or not signed by us."""
+
+
+class ClusterJoinError(HeraldError):
+    """`herald run` was told to join a Ray cluster (ray_address) and could not."""
