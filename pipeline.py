@@ -30,7 +30,7 @@ from actors.factory import (
     start_loop,
 )
 from herald.channels.registry import configured_channels
-from herald.cluster import join_failure_hint
+from herald.cluster import join_failure_hint, resolve_ray_address
 from herald.config import Settings, load_settings
 from herald.contracts import ActorHealth
 from herald.errors import ClusterJoinError
@@ -102,10 +102,11 @@ def connect_ray(settings: Settings) -> None:
         return
     level = getattr(logging, settings.ray_log_level.upper())
     if settings.ray_address:
+        address = resolve_ray_address(settings.ray_address)
         try:
-            ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False, logging_level=level)
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=level)
         except (ConnectionError, AuthenticationError, RuntimeError) as exc:
-            raise ClusterJoinError(join_failure_hint(settings.ray_address, str(exc))) from exc
+            raise ClusterJoinError(join_failure_hint(address, str(exc))) from exc
     else:
         # "local" starts a private runtime even when another Ray instance runs on this machine.
         ray.init(

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from herald.errors import ConfigError
+from herald.errors import ClusterJoinError, ConfigError
 
 ONPREM_YAML = "cluster-onprem.yaml"
 DEFAULT_TOKEN_PATH = Path("~/.ray/auth_token")
@@ -66,7 +66,30 @@ def render_onprem(
             source = (project_dir / source).resolve()
         rendered[remote] = str(source)
     config["file_mounts"] = rendered
-    return yaml.safe_dump(config, sort_keys=False)
+    return str(yaml.safe_dump(config, sort_keys=False))
+
+
+def resolve_ray_address(address: str, env: Mapping[str, str] | None = None) -> str:
+    """`auto` becomes the address `ray start` recorded on this node: Ray's address file under RAY_TMPDIR (else
+    TMPDIR, else /tmp), as Ray reads it. Ray's own `auto` falls back to joining any Ray instance it finds running
+    on the machine, which on a shared host may be someone else's; that fallback is never taken."""
+    if address != "auto":
+        return address
+    env = os.environ if env is None else env
+    # The same lookup as Ray's get_default_system_temp_dir on Linux, /tmp included.
+    temp = env.get("RAY_TMPDIR") or env.get("TMPDIR") or "/tmp"  # noqa: S108
+    path = Path(temp) / "ray" / "ray_current_cluster"
+    try:
+        recorded = path.read_text().strip()
+    except OSError:
+        recorded = ""
+    if not recorded:
+        raise ClusterJoinError(
+            f"ray_address=auto: no Ray cluster was started on this node ({path} is missing or empty); run `herald"
+            " run` on a node of the cluster (`ray exec`, whose shell sets RAY_TMPDIR, scripts/node-env.sh), or set"
+            " HERALD_RAY_ADDRESS to the cluster's host:port"
+        )
+    return recorded
 
 
 def join_failure_hint(address: str, error: str, env: Mapping[str, str] | None = None) -> str:
@@ -80,10 +103,7 @@ def join_failure_hint(address: str, error: str, env: Mapping[str, str] | None = 
             hints.append("clusters started by `ray up` use token authentication: set RAY_AUTH_MODE=token")
         if not token_named and not token_file.is_file():
             hints.append(f"no Ray token: copy the cluster's token to {token_file} (or set RAY_AUTH_TOKEN_PATH)")
-    if address == "auto" and "find" in error.lower():
-        hints.append(
-            "ray_address=auto joins the cluster `ray start` recorded under RAY_TMPDIR on this node: run it on a"
-            " cluster node (`ray exec`), with the node environment (scripts/node-env.sh)"
-        )
+    if "timed out" in error.lower() or "connect" in error.lower():
+        hints.append(f"check that the cluster at {address} is up: `ray exec <cluster yaml> 'ray status'`")
     hints.append("unset HERALD_RAY_ADDRESS to run on a private local Ray runtime instead")
     return f"could not join the Ray cluster at {address!r}: {error.strip()} ({'; '.join(hints)})"

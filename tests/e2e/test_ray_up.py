@@ -53,7 +53,13 @@ class Cluster:
         path = self.logs / f"{log}.log"
         with path.open("w") as out:
             done = subprocess.run(
-                [str(RAY), *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout_s
+                [str(RAY), *args],
+                check=False,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout_s,
             )
         assert done.returncode == 0, f"ray {' '.join(args)} exited {done.returncode}:\n{tail(path)}"
         return done
@@ -167,15 +173,24 @@ def gateway_serving(port: int) -> bool:
         return False
 
 
-def wait_for(predicate: object, what: str, timeout_s: float, alive: subprocess.Popen[str] | None = None) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if alive is not None and alive.poll() is not None:
-            raise AssertionError(f"{what}: the process ended with {alive.returncode} first")
+async def wait_serving(port: int, runner: asyncio.subprocess.Process, log: Path) -> None:
+    """Until the gateway answers /healthz; fails at once with the log if `ray exec ... herald run` ended first."""
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while not await asyncio.to_thread(gateway_serving, port):
+        if runner.returncode is not None:
+            raise AssertionError(f"herald run ended with {runner.returncode} before serving:\n{tail(log)}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s:g}s")
-        time.sleep(0.2)
+            raise AssertionError(f"gateway not serving within {STEP_TIMEOUT_S:g}s:\n{tail(log)}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_gone(uid: int, timeout_s: float) -> None:
+    """Until the account runs no raylet or gcs_server."""
+    deadline = time.monotonic() + timeout_s
+    while ray_up.named_processes(uid, CLUSTER_PROCESSES):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running after ray down: {ray_up.named_processes(uid, CLUSTER_PROCESSES)}")
+        await asyncio.sleep(0.2)
 
 
 def gcs_environment(uid: int) -> dict[str, str]:
@@ -206,21 +221,22 @@ async def test_ray_up_runs_the_pipeline_and_ray_down_leaves_nothing(cluster: Clu
     assert token == (Path(cluster.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
 
     # The pipeline, the way the README starts it; its pid lets the test drain it with SIGTERM.
-    run_log = (cluster.logs / "herald-run.log").open("w")
-    runner = subprocess.Popen(
-        [str(RAY), "exec", "--no-config-cache", str(cluster.yaml_path), "echo $BASHPID > ~/herald-run.pid && exec herald run"],
-        env=cluster.env,
-        stdout=run_log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run_path = cluster.logs / "herald-run.log"
+    with run_path.open("w") as run_log:
+        runner = await asyncio.create_subprocess_exec(
+            str(RAY),
+            "exec",
+            "--no-config-cache",
+            str(cluster.yaml_path),
+            "echo $BASHPID > ~/herald-run.pid && exec herald run",
+            env=cluster.env,
+            stdout=run_log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         port = cluster.settings.gateway_port
         phase = time.monotonic()
-        try:
-            await asyncio.to_thread(wait_for, lambda: gateway_serving(port), "gateway /healthz", STEP_TIMEOUT_S, runner)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{tail(cluster.logs / 'herald-run.log')}") from exc
+        await wait_serving(port, runner, run_path)
         timings["pipeline start"] = time.monotonic() - phase
         # The driver joined the `ray up` cluster: the account still runs exactly one GCS and one raylet (a
         # private runtime, ray.init(address="local"), would have started a second pair).
@@ -246,22 +262,24 @@ async def test_ray_up_runs_the_pipeline_and_ray_down_leaves_nothing(cluster: Clu
 
         # Drain: SIGTERM to `herald run` on the head; it exits 0 once readers committed.
         await asyncio.to_thread(
-            cluster.ray, "exec", "--no-config-cache", str(cluster.yaml_path), "kill -TERM $(cat ~/herald-run.pid)", log="stop"
+            cluster.ray,
+            "exec",
+            "--no-config-cache",
+            str(cluster.yaml_path),
+            "kill -TERM $(cat ~/herald-run.pid)",
+            log="stop",
         )
-        assert await asyncio.to_thread(runner.wait, STEP_TIMEOUT_S) == 0, tail(cluster.logs / "herald-run.log")
-        assert "drained" in tail(cluster.logs / "herald-run.log")
+        assert await asyncio.wait_for(runner.wait(), STEP_TIMEOUT_S) == 0, tail(run_path)
+        assert "drained" in tail(run_path)
     finally:
-        if runner.poll() is None:
+        if runner.returncode is None:
             runner.kill()
-            runner.wait()
-        run_log.close()
+            await runner.wait()
 
     phase = time.monotonic()
     await asyncio.to_thread(cluster.ray, "down", "-y", str(cluster.yaml_path), log="down")
-    await asyncio.to_thread(
-        wait_for, lambda: not ray_up.named_processes(uid, CLUSTER_PROCESSES), "no raylet/gcs_server left", 30.0
-    )
+    await wait_gone(uid, 30.0)
     timings["ray down"] = time.monotonic() - phase
     timings["total"] = time.monotonic() - started
-    print("ray up test timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))  # noqa: T201
+    print("ray up test timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     assert not ray_up.named_processes(uid, CLUSTER_PROCESSES)
