@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,9 @@ RAY = ROOT / ".venv" / "bin" / "ray"
 UP_TIMEOUT_S = 150.0
 STEP_TIMEOUT_S = 90.0
 CLUSTER_PROCESSES = ("raylet", "gcs_server")
+# README "On a Ray cluster": how the pipeline is launched and drained on the head.
+LAUNCH = "nohup herald run >> ~/herald-run.log 2>&1 & echo $! > ~/herald-run.pid"
+STOP = "kill -TERM $(cat ~/herald-run.pid)"
 
 
 @dataclass(frozen=True)
@@ -173,14 +178,29 @@ def gateway_serving(port: int) -> bool:
         return False
 
 
-async def wait_serving(port: int, runner: asyncio.subprocess.Process, log: Path) -> None:
-    """Until the gateway answers /healthz; fails at once with the log if `ray exec ... herald run` ended first."""
+def running(pid_file: Path) -> bool:
+    try:
+        return Path(f"/proc/{int(pid_file.read_text())}").exists()
+    except (FileNotFoundError, ValueError):
+        return True  # not written yet
+
+
+async def wait_serving(port: int, pid_file: Path, log: Path) -> None:
+    """Until the gateway answers /healthz; fails at once with the log if `herald run` ended first."""
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while not await asyncio.to_thread(gateway_serving, port):
-        if runner.returncode is not None:
-            raise AssertionError(f"herald run ended with {runner.returncode} before serving:\n{tail(log)}")
+        if not running(pid_file):
+            raise AssertionError(f"herald run ended before serving:\n{tail(log)}")
         if time.monotonic() > deadline:
             raise AssertionError(f"gateway not serving within {STEP_TIMEOUT_S:g}s:\n{tail(log)}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_exit(pid: int, log: Path) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while await asyncio.to_thread(Path(f"/proc/{pid}").exists):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"herald run still running {STEP_TIMEOUT_S:g}s after SIGTERM:\n{tail(log)}")
         await asyncio.sleep(0.2)
 
 
@@ -220,29 +240,20 @@ async def test_ray_up_runs_the_pipeline_and_ray_down_leaves_nothing(cluster: Clu
     token = (cluster.account.home / ".ray" / "auth_token").read_text().strip()
     assert token == (Path(cluster.env["HOME"]) / ".ray" / "auth_token").read_text().strip()
 
-    # The pipeline, the way the README starts it; its pid lets the test drain it with SIGTERM.
-    run_path = cluster.logs / "herald-run.log"
-    with run_path.open("w") as run_log:
-        runner = await asyncio.create_subprocess_exec(
-            str(RAY),
-            "exec",
-            "--no-config-cache",
-            str(cluster.yaml_path),
-            "echo $BASHPID > ~/herald-run.pid && exec herald run",
-            env=cluster.env,
-            stdout=run_log,
-            stderr=subprocess.STDOUT,
-        )
+    # The pipeline, started and drained with the README's commands (background, pid file, log on the node).
+    run_log, run_pid = cluster.account.home / "herald-run.log", cluster.account.home / "herald-run.pid"
+    await asyncio.to_thread(cluster.ray, "exec", "--no-config-cache", str(cluster.yaml_path), LAUNCH, log="launch")
     try:
         port = cluster.settings.gateway_port
         phase = time.monotonic()
-        await wait_serving(port, runner, run_path)
+        await wait_serving(port, run_pid, run_log)
         timings["pipeline start"] = time.monotonic() - phase
         # The driver joined the `ray up` cluster: the account still runs exactly one GCS and one raylet (a
         # private runtime, ray.init(address="local"), would have started a second pair).
         assert sorted(n.split("[")[0] for n in ray_up.named_processes(uid, CLUSTER_PROCESSES)) == sorted(
             CLUSTER_PROCESSES
         )
+        assert "Started a local Ray instance" not in tail(run_log, 100_000)
 
         user = f"rayup-{uuid.uuid4().hex[:8]}"
         client = Recorder()
@@ -260,21 +271,14 @@ async def test_ray_up_runs_the_pipeline_and_ray_down_leaves_nothing(cluster: Clu
         assert note["text"] == "John liked your post"
         assert (note["version"], note["count"]) == (1, 1)
 
-        # Drain: SIGTERM to `herald run` on the head; it exits 0 once readers committed.
-        await asyncio.to_thread(
-            cluster.ray,
-            "exec",
-            "--no-config-cache",
-            str(cluster.yaml_path),
-            "kill -TERM $(cat ~/herald-run.pid)",
-            log="stop",
-        )
-        assert await asyncio.wait_for(runner.wait(), STEP_TIMEOUT_S) == 0, tail(run_path)
-        assert "drained" in tail(run_path)
+        # Drain: SIGTERM to `herald run` on the head; it logs "drained" once readers committed, then exits.
+        pid = int(run_pid.read_text())
+        await asyncio.to_thread(cluster.ray, "exec", "--no-config-cache", str(cluster.yaml_path), STOP, log="stop")
+        await wait_exit(pid, run_log)
+        assert "drained" in tail(run_log)
     finally:
-        if runner.returncode is None:
-            runner.kill()
-            await runner.wait()
+        with suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int(run_pid.read_text()), signal.SIGKILL)
 
     phase = time.monotonic()
     await asyncio.to_thread(cluster.ray, "down", "-y", str(cluster.yaml_path), log="down")
