@@ -125,7 +125,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Ite
     # The account's home is short (/tmp/hrXXXXXXXX): Ray's Unix sockets go under it, and their paths are limited.
     with (
         ray_up.node_account(Path("/tmp"), keep_logs=logs / "node") as account,
-        ray_up.sshd(work / "sshd", account, {"HERALD_NODE_VENV": os.path.realpath(ROOT / ".venv")}) as server,
+        ray_up.venv_visible_to(account, Path(os.path.realpath(ROOT / ".venv"))) as base_venv,
+        ray_up.sshd(work / "sshd", account, {"HERALD_NODE_VENV": str(base_venv)}) as server,
     ):
         operator_home = work / "operator"
         operator_home.mkdir()

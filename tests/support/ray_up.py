@@ -101,6 +101,29 @@ def node_account(root: Path, keep_logs: Path | None = None) -> Iterator[NodeAcco
         shutil.rmtree(home, ignore_errors=True)
 
 
+@contextmanager
+def venv_visible_to(account: NodeAccount, venv: Path) -> Iterator[Path]:
+    """`venv` at a path the account can read. A checkout under a private directory (/root/...) is bind-mounted
+    read-only at /tmp/<account>-venv for the test's duration; the venv's own files are world-readable."""
+    readable = (
+        subprocess.run(
+            ["runuser", "-u", account.name, "--", "test", "-r", str(venv / "pyvenv.cfg")], check=False
+        ).returncode
+        == 0
+    )
+    if readable:
+        yield venv
+        return
+    mount_point = Path(f"/tmp/{account.name}-venv")
+    mount_point.mkdir()
+    subprocess.run(["mount", "--bind", "-o", "ro", str(venv), str(mount_point)], check=True, capture_output=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False, capture_output=True)
+        mount_point.rmdir()
+
+
 def free_loopback_address() -> str:
     """A 127.x.y.z whose port 22 is free: `ray up` has no SSH port setting, so the node needs its own address."""
     for _ in range(20):
