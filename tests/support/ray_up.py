@@ -26,15 +26,32 @@ SSHD = Path("/usr/sbin/sshd")
 STARTUP_S = 20.0
 
 
+APT_PACKAGES = {str(SSHD): "openssh-server", "rsync": "rsync", "ssh": "openssh-client"}
+
+
 def missing_prerequisites() -> list[str]:
-    missing = []
+    """What the test cannot run without. Missing packages are installed first when this is root on Debian
+    (./scripts/dev setup installs them too); what is still missing is named with how to get it."""
     if os.geteuid() != 0:
-        missing.append("root (to create the node account and run sshd)")
-    for tool, package in ((str(SSHD), "openssh-server"), ("rsync", "rsync"), ("ssh", "openssh-client")):
+        return ["root (to create the node account, bind-mount the venv and run sshd)"]
+    absent = [package for tool, package in APT_PACKAGES.items() if shutil.which(tool) is None]
+    if not Path("/usr/bin/python3.11").is_file():
+        absent.append("python3-venv")
+    if absent and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *absent],
+            env=env,
+            check=False,
+            capture_output=True,
+        )
+    missing = [
+        f"{package} (apt-get install {package})" for tool, package in APT_PACKAGES.items() if not shutil.which(tool)
+    ]
+    for tool in ("useradd", "runuser", "mount"):
         if shutil.which(tool) is None:
-            missing.append(f"{package} (apt-get install {package}, as ./scripts/dev setup does)")
-    if shutil.which("useradd") is None:
-        missing.append("useradd (passwd)")
+            missing.append(tool)
     return missing
 
 
