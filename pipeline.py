@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import AuthenticationError, RayActorError
 
 from actors.factory import (
     NAMESPACE,
@@ -31,8 +31,10 @@ from actors.factory import (
     start_loop,
 )
 from herald.channels.registry import configured_channels
+from herald.cluster import join_failure_hint, resolve_ray_address
 from herald.config import Settings, load_settings
 from herald.contracts import ActorHealth
+from herald.errors import ClusterJoinError
 from herald.topics import ensure_topics
 from herald.topology import GatewaySlot, Topology, gateway_port, gateway_slots, place_new, plan_topology
 
@@ -78,11 +80,22 @@ def live_sent(status: dict[str, list[ActorHealth]]) -> int:
 
 
 def connect_ray(settings: Settings) -> None:
+    """Join the cluster `ray_address` names, else start a private local runtime (tests, the quickstart).
+
+    On a node of a `ray up` cluster the node environment sets HERALD_RAY_ADDRESS=auto (scripts/node-env.sh), so
+    `herald run` under `ray exec` joins that cluster, whose new nodes then get gateways; Ray 2.60 token
+    authentication comes from RAY_AUTH_MODE=token and ~/.ray/auth_token there (docs/architecture.md "Ray
+    deployment").
+    """
     if ray.is_initialized():
         return
     level = getattr(logging, settings.ray_log_level.upper())
     if settings.ray_address:
-        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False, logging_level=level)
+        address = resolve_ray_address(settings.ray_address)
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=level)
+        except (ConnectionError, AuthenticationError, RuntimeError) as exc:
+            raise ClusterJoinError(join_failure_hint(address, str(exc))) from exc
     else:
         # "local" starts a private runtime even when another Ray instance runs on this machine.
         ray.init(

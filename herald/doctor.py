@@ -13,8 +13,9 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from herald.channels.registry import PROVIDER_MODULES, build_provider, required_settings
+from herald.cluster import resolve_ray_address
 from herald.config import Settings
-from herald.errors import BrokerUnavailableError, HeraldError, KafkaSecurityError
+from herald.errors import BrokerUnavailableError, ClusterJoinError, HeraldError, KafkaSecurityError
 from herald.kafka import close_client, make_admin, start_bounded
 from herald.redaction import redact_url
 from herald.topics import inspect_topics, topic_specs
@@ -133,7 +134,11 @@ async def check_ray(settings: Settings) -> CheckResult:
     if not address:
         return CheckResult("ray", True, "in-process (ray.init on demand)")
     if address == "auto":
-        return CheckResult("ray", True, "auto: ray.init finds a local cluster at start")
+        # The address `herald run` would join (herald/cluster.py), so doctor checks the same cluster.
+        try:
+            address = resolve_ray_address(address)
+        except ClusterJoinError as exc:
+            return CheckResult("ray", False, str(exc), "run it on a cluster node (`ray exec`) or unset ray_address")
     host, port = _host_port(address)
     timeout_s = doctor_timeout_s(settings)
     try:

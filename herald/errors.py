@@ -63,3 +63,7 @@ class AuthError(HeraldError):
 class KafkaSecurityError(HeraldError):
     """Kafka answered but refused the connection's security: SASL credentials or mechanism, a certificate that
     does not verify, or plaintext spoken to a TLS listener. Retrying cannot help; the settings must change."""
+
+
+class ClusterJoinError(HeraldError):
+    """`herald run` was told to join a Ray cluster (ray_address) and could not."""
