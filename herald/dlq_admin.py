@@ -66,7 +66,7 @@ async def dlq_end_offsets(settings: Settings) -> dict[int, int]:
     partitions = await _dlq_partitions(settings)
     if not partitions:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(settings)
     await start_bounded(consumer, settings, "DLQ reader")
     try:
         ends = await consumer.end_offsets(partitions)

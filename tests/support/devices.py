@@ -14,16 +14,22 @@ import socketio
 
 class Device:
     """Reconnects after its gateway vanished or after `drop()`, with the cursor of the newest notification it
-    saw as `since` (what the browser inbox and the SDKs do; docs/architecture.md, "Socket.IO protocol")."""
+    saw as `since` (what the browser inbox and the SDKs do; docs/architecture.md, "Socket.IO protocol").
+    `url` is a gateway URL, or a function giving a live one per attempt (a load balancer in front of gateways)."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
+    def __init__(self, url: str | Callable[[], str], token: str) -> None:
+        self._url, self.token = url, token
+        self.gateways: list[str] = []  # the URL of every connection made, in order
         self.received: list[tuple[str, int, int]] = []  # (id, version, cursor), across every connection
         self.received_on: list[int] = []  # for each of `received`, the attempt (1, 2, ...) it arrived on
         self._attempt = 0
         self.connections = 0
         self._client: socketio.AsyncClient | None = None
         self._stopped = False
+
+    @property
+    def url(self) -> str:
+        return self._url if isinstance(self._url, str) else self._url()
 
     @property
     def since(self) -> int:
@@ -39,9 +45,10 @@ class Device:
             self._attempt += 1
             client.on("notification", self._receiver(client, self._attempt))
             self._client = client
+            url = self.url
             try:
                 await client.connect(
-                    self.url, auth={"token": self.token, "since": self.since}, transports=["websocket"], wait_timeout=15
+                    url, auth={"token": self.token, "since": self.since}, transports=["websocket"], wait_timeout=15
                 )
             except socketio.exceptions.ConnectionError:
                 # A connect that timed out may still be open underneath: close it, so that an app that gave up on
@@ -52,6 +59,7 @@ class Device:
                 await asyncio.sleep(0.2)  # the gateway is being restarted
                 continue
             self.connections += 1
+            self.gateways.append(url)
             await client.wait()  # returns when the connection is gone
             await _close_session(client)
 
