@@ -47,6 +47,18 @@ def total(samples: list[Sample], name: str, **labels: str) -> float:
     return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
 
 
+def growth(before: list[Sample], after: list[Sample], name: str, **labels: str) -> float:
+    """How much the series of `name` matching `labels` grew, series by series: a series that is gone from `after`
+    (Ray stops exporting the series of a worker that died, e.g. an actor killed by an earlier test) is left out
+    rather than counted as a fall, and a new series counts from 0."""
+    earlier = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in before}
+    return sum(
+        s.value - earlier.get((s.name, tuple(sorted(s.labels.items()))), 0.0)
+        for s in after
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
 async def scrape(urls: list[str]) -> list[Sample]:
     samples: list[Sample] = []
     async with httpx.AsyncClient(timeout=10) as client:

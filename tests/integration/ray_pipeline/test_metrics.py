@@ -13,7 +13,7 @@ from herald.config import Settings
 from herald.producer import NotificationProducer
 from pipeline import Pipeline
 from tests.integration.gateway_harness import wait_until
-from tests.support.metrics_traffic import Sample, Traffic, scrape, total
+from tests.support.metrics_traffic import Sample, Traffic, growth, scrape, total
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
@@ -45,7 +45,7 @@ async def test_pipeline_metrics_are_scraped_from_rays_prometheus_endpoint(
         await wait_until(lambda: len(traffic.client.notifications) >= EVENTS, timeout_s=60, what="pushes")
 
     def grown(samples: list[Sample], name: str, by: float, **labels: str) -> bool:
-        return total(samples, name, **labels) - total(before, name, **labels) >= by
+        return growth(before, samples, name, **labels) >= by
 
     def all_there(samples: list[Sample]) -> bool:
         return (
