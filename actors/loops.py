@@ -13,7 +13,10 @@ T = TypeVar("T")
 
 
 def node_id() -> str:
-    """The Ray node this actor runs on (in its health: where Ray placed or restarted it)."""
+    """The Ray node this actor runs on (in its health: where Ray placed or restarted it); "" outside Ray, where
+    asking would start a Ray runtime."""
+    if not ray.is_initialized():
+        return ""
     return str(ray.get_runtime_context().get_node_id())
 
 

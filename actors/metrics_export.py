@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import ray
 from ray.util import metrics as ray_metrics
 from redis.exceptions import RedisError
 
@@ -39,7 +40,10 @@ class RayMirror:
 
     def __init__(self) -> None:
         self._metrics: dict[str, Any] = {}
-        for spec in metrics.ALL_METRICS:
+        # Outside a Ray runtime (an actor class used in-process by a test or tool) there is no metrics agent,
+        # and creating a ray.util.metrics object would start or join some Ray runtime on its own.
+        self._enabled = ray.is_initialized()
+        for spec in metrics.ALL_METRICS if self._enabled else ():
             if spec.kind is Kind.COUNTER:
                 self._metrics[spec.name] = ray_metrics.Counter(spec.name, spec.description, spec.tags)
             elif spec.kind is Kind.GAUGE:
@@ -52,6 +56,8 @@ class RayMirror:
         self._gauge_series: dict[str, set[str]] = {}
 
     def export(self, snapshot: Snapshot) -> None:
+        if not self._enabled:
+            return
         for (name, series), grown in metrics.counter_deltas(self._previous, snapshot).items():
             self._metrics[name].inc(grown, tags=metrics.parse_series(series))
         for (name, series), plan in metrics.histogram_replay(self._previous, snapshot, budget=REPLAY_BUDGET).items():

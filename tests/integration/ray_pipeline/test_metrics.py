@@ -61,10 +61,9 @@ async def test_pipeline_metrics_are_scraped_from_rays_prometheus_endpoint(
     samples = await eventually(
         lambda: scrape(urls), all_there, timeout_s=SCRAPE_TIMEOUT_S, interval_s=1.0, what="herald_* series"
     )
-    lag_partitions = {s.labels["partition"] for s in samples if s.name == "ray_herald_consumer_lag"}
-    assert lag_partitions <= {
-        f"{pipeline_settings.events_topic}:{p}" for p in range(pipeline_settings.events_partitions)
-    }
+    # Other pipelines of the session (their own topics) export lag too: this pipeline's partitions are named.
+    ours = {f"{pipeline_settings.events_topic}:{p}" for p in range(pipeline_settings.events_partitions)}
+    lag_partitions = {s.labels["partition"] for s in samples if s.name == "ray_herald_consumer_lag"} & ours
     assert lag_partitions, "no partition's lag reported"
     # Latencies are real: positive, and below the time this test has been running.
     apply_sum = total(samples, "ray_herald_produce_to_apply_seconds_sum")
