@@ -91,11 +91,12 @@ def _named_ids(event: NotificationEvent) -> list[str] | None:
     """`notificationIds`, else `notificationId` (the application's singular form), else the id of the record
     in `notification`; None when nothing (well formed) names a notification."""
     ids = _field(event, "notificationIds")
+    if isinstance(ids, list) and len(ids) > MAX_IDS_PER_EVENT:
+        # Before looking at each id: refusing a list of 50,000 should not cost a scan of it.
+        raise InvalidEventError(
+            f"names {len(ids)} notifications, more than {MAX_IDS_PER_EVENT}", field="notificationIds"
+        )
     if isinstance(ids, list) and ids and all(isinstance(i, str) and i for i in ids):
-        if len(ids) > MAX_IDS_PER_EVENT:
-            raise InvalidEventError(
-                f"names {len(ids)} notifications, more than {MAX_IDS_PER_EVENT}", field="notificationIds"
-            )
         return ids
     if ids is not None:
         return None

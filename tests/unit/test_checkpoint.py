@@ -336,6 +336,19 @@ async def test_events_the_aggregator_rejects_are_dead_lettered_with_their_coordi
     assert h.kafka.commits == [{(TOPIC, 0): 4}]
 
 
+async def test_records_refused_by_the_reader_are_dead_lettered_while_the_valid_ones_are_applied() -> None:
+    # Malformed input must not add its DLQ round trip to the valid events' latency (docs/reliability.md, Bad input).
+    h = harness()
+    held = h.aggregators.gate(0, 0)
+    await h.checkpoint.admit(make_batch({0: [0, 1]}, rejected=(2,)))
+    await until(lambda: h.dlq.sent == [("reader", 2, "not valid JSON")], "the DLQ write while the apply is held")
+    assert h.aggregators.applied == []
+    assert h.checkpoint.committable() == {}, "offsets before the batch is applied"
+    held.set()
+    await settled(h.checkpoint.finish_inflight())
+    assert h.kafka.commits == [{(TOPIC, 0): 3}]
+
+
 @pytest.mark.parametrize("stage", ["reader", "aggregator-reject", "aggregator-errors"])
 async def test_a_dead_letter_that_cannot_be_sent_does_not_advance_offsets(stage: str) -> None:
     h = harness(application_retries=0)
