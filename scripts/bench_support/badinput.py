@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,8 @@ from herald.workload import social_stream
 from pipeline import Pipeline, connect_ray
 from scripts.bench_support import ray_reader
 from scripts.bench_support.common import delete_user_keys, run_id
-from scripts.bench_support.drain import committed_total, end_offsets
+from scripts.bench_support.drain import actor_roles, committed_total, end_offsets
+from scripts.bench_support.procs import CpuMeter, stack_pids
 
 # Loop failures that say the infrastructure was out of reach (a broker too loaded to answer in time on a shared
 # box), not that a record broke something.
@@ -78,10 +80,14 @@ def drain_topic(settings: Settings, topic: str, tag: str, run: str) -> dict[str,
     supervisor = pipe.supervise_in_background()
     try:
         before = pipe.status()
+        groups = {k: [v] for k, v in stack_pids(settings).items()} | {"harness (driver)": [os.getpid()]}
+        meter = CpuMeter(groups=groups, tree_roots={"ray (other)": os.getpid()}, roles=actor_roles(before))
+        cpu_before = meter.snapshot()
         ray.get([r.go.remote() for r in pipe.readers])
         started = time.perf_counter()
         asyncio.run(_wait_committed(settings, group, total, deadline_s=max(600.0, total / 100)))
         drain_s = time.perf_counter() - started
+        cpu = meter.between(cpu_before, meter.snapshot())
         after = pipe.status()
     finally:
         supervisor.stop()
@@ -91,6 +97,9 @@ def drain_topic(settings: Settings, topic: str, tag: str, run: str) -> dict[str,
     return {
         "records": total,
         "drain_s": drain_s,
+        # Where the time went (CPU seconds per process kind): on a shared box the wall time says as much about
+        # the neighbours as about Herald, the CPU spent per valid event does not.
+        "cpu_s": {label: round(seconds, 2) for label, seconds in sorted(cpu.items())},
         "actor_restarts": len(changed),
         "restarted": changed,
         "loop_restarts": len(restarts.by_input),
@@ -203,8 +212,18 @@ def summary(result: dict[str, Any]) -> str:
         f"mixed {result['valid_per_s_mixed']:,.0f} events/s "
         f"({mixed_s} s for {mixed[0]['records']:,} records); "
         f"ratio {result['ratio']:.2f}",
+        f"CPU s per 1,000 valid events: clean {_cpu_line(clean, result['params']['valid'])}",
+        f"                              mixed {_cpu_line(mixed, result['params']['valid'])}",
         f"actor restarts: {result['actor_restarts']}; loop restarts caused by input: {result['loop_restarts']} "
         f"(and {result['loop_restarts_infrastructure']} by the broker or Redis out of reach); "
         f"failing aggregator calls (mixed): {sum(r['application_errors'] for r in mixed)}",
     ]
     return "\n".join(lines)
+
+
+def _cpu_line(drains: list[dict[str, Any]], valid: int) -> str:
+    """Median CPU seconds per 1,000 valid events, in total and per process kind (largest first)."""
+    labels = {label for d in drains for label in d["cpu_s"]}
+    per_k = {label: statistics.median(d["cpu_s"].get(label, 0.0) for d in drains) * 1000 / valid for label in labels}
+    parts = ", ".join(f"{label} {v:.3f}" for label, v in sorted(per_k.items(), key=lambda kv: -kv[1]) if v >= 0.001)
+    return f"{sum(per_k.values()):.3f} ({parts})"

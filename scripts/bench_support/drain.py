@@ -231,7 +231,7 @@ Counter = Literal[
 ]
 
 
-def _roles(status: dict[str, list[ActorHealth]]) -> dict[int, str]:
+def actor_roles(status: dict[str, list[ActorHealth]]) -> dict[int, str]:
     names = {"readers": "reader", "aggregators": "aggregator", "delivery": "delivery", "gateways": "gateway"}
     return {h["pid"]: names[kind] for kind, group in status.items() for h in group if "pid" in h}
 
@@ -279,7 +279,7 @@ class HeraldDrain:
             groups["harness (driver)"] = [os.getpid()]
             if fleet is not None:
                 groups["harness (node clients)"] = [fleet.pid]
-            meter = CpuMeter(groups=groups, tree_roots={"ray (other)": os.getpid()}, roles=_roles(status))
+            meter = CpuMeter(groups=groups, tree_roots={"ray (other)": os.getpid()}, roles=actor_roles(status))
             out["background_cpu_per_s"] = background_cpu_per_s(self.stack)
             with RssSampler(meter) as sampler:
                 before = meter.snapshot()
@@ -290,7 +290,7 @@ class HeraldDrain:
             out["peak_rss_mib"] = sampler.peak_by_label
             out["peak_pipeline_rss_mib"] = sampler.peak_pipeline_mib
             out["actor_hwm_mib"] = {
-                f"{_roles(status).get(int(h['pid']), kind)}-{i}": proc_status_kib(int(h["pid"]), "VmHWM") / 1024
+                f"{actor_roles(status).get(int(h['pid']), kind)}-{i}": proc_status_kib(int(h["pid"]), "VmHWM") / 1024
                 for kind, group_status in status.items()
                 for i, h in enumerate(group_status)
                 if h.get("pid")
