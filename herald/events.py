@@ -185,8 +185,8 @@ def _bad_number_at(value: object) -> tuple[list[str | int], str] | None:
     if isinstance(value, str):
         return None
     if isinstance(value, dict | list):
-        if isinstance(value, list) and all(type(item) is str for item in value):
-            return None  # lists of ids, the common large list: no call per item
+        if isinstance(value, list) and set(map(type, value)) <= {str}:
+            return None  # lists of ids, the common large list: no Python call per item
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for step, item in items:
             found = _bad_number_at(item)
