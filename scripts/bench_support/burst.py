@@ -14,20 +14,13 @@ import time
 from typing import Any
 
 import orjson
-import ray
 import redis.asyncio as aioredis
 
 from herald.config import Settings
 from herald.keys import bodies_key
 from pipeline import Pipeline
 from scripts.bench_support import ray_reader
-from scripts.bench_support.common import (
-    create_topic,
-    delete_directory_entries,
-    delete_topic,
-    delete_user_keys,
-    run_id,
-)
+from scripts.bench_support.common import create_topic, delete_run, run_id, stop_pipeline
 from scripts.bench_support.machine import describe, load_average
 from scripts.bench_support.node_fleet import NodeFleet
 from scripts.bench_support.procs import CpuMeter, stack_pids
@@ -94,14 +87,9 @@ def run_burst(settings: Settings, *, likes: int, seconds: float, devices: int) -
                 "gateway_dropped_stale": sum(int(g.get("dropped_stale", 0)) for g in status["gateways"]),
             }
         finally:
-            if fleet is not None:
-                fleet.stop()
-            pipe.drain()
-            ray.shutdown()
+            stop_pipeline(pipe, fleet)
     finally:
-        asyncio.run(delete_topic(settings, topic))
-        asyncio.run(delete_user_keys(settings, run))
-        asyncio.run(delete_directory_entries(settings, run))
+        asyncio.run(delete_run(settings, topic, run))
     _summarize_devices(result, got, bodies, stored_ns, offered.last_send_ns)
     result["machine"]["load_after"] = load_average()
     return result

@@ -194,3 +194,20 @@ async def delete_user_keys(settings: Settings, run: str) -> int:
         return removed
     finally:
         await client.aclose()
+
+
+async def delete_run(settings: Settings, topic: str, run: str) -> None:
+    """What a benchmark run left behind: its topic, its users' keys and their directory entries."""
+    await delete_topic(settings, topic)
+    await delete_user_keys(settings, run)
+    await delete_directory_entries(settings, run)
+
+
+def stop_pipeline(pipe: Any, fleet: Any | None) -> None:
+    """Clients first (their disconnects must not count as the pipeline's), then the pipeline, then Ray."""
+    import ray  # noqa: PLC0415 - only the runs that started Ray get here
+
+    if fleet is not None:
+        fleet.stop()
+    pipe.drain()
+    ray.shutdown()

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import ray
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
@@ -24,7 +23,7 @@ from herald.config import Settings
 from herald.kafka import close_client, make_consumer, start_bounded
 from pipeline import Pipeline
 from scripts.bench_support import ray_reader
-from scripts.bench_support.common import create_topic, delete_topic, delete_user_keys, free_port, run_id
+from scripts.bench_support.common import create_topic, delete_run, free_port, run_id, stop_pipeline
 from scripts.bench_support.machine import describe, load_average
 from scripts.bench_support.node_fleet import NodeFleet
 from scripts.bench_support.procs import CpuMeter, stack_pids
@@ -227,13 +226,9 @@ def run_latency(settings: Settings, *, clients: int, rates: Sequence[float], sec
                 phases.append(phase)
                 print(f"    client {phase['client_ms']}, received {phase['received_fraction']:.4f}", flush=True)
         finally:
-            if fleet is not None:
-                fleet.stop()
-            pipe.drain()
-            ray.shutdown()
+            stop_pipeline(pipe, fleet)
     finally:
-        asyncio.run(delete_topic(settings, topic))
-        asyncio.run(delete_user_keys(settings, run))
+        asyncio.run(delete_run(settings, topic, run))
     result["phases"] = phases
     result["machine"]["load_after"] = load_average()
     return result

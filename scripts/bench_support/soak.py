@@ -21,22 +21,13 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-import ray
 import redis.asyncio as aioredis
 
 from herald.config import Settings
 from herald.contracts import ActorHealth
 from pipeline import Pipeline
 from scripts.bench_support import ray_reader
-from scripts.bench_support.common import (
-    create_topic,
-    delete_directory_entries,
-    delete_topic,
-    delete_user_keys,
-    percentile,
-    proc_status_kib,
-    run_id,
-)
+from scripts.bench_support.common import create_topic, delete_run, percentile, proc_status_kib, run_id, stop_pipeline
 from scripts.bench_support.machine import describe
 from scripts.bench_support.node_fleet import NodeFleet
 from scripts.bench_support.producing import like, mention, offer
@@ -231,14 +222,9 @@ def run_soak(settings: Settings, plan: SoakPlan) -> dict[str, Any]:
             result["longest_inbox"] = asyncio.run(longest_inbox(settings, users))
             result["inbox_capacity"] = settings.inbox_capacity
         finally:
-            if fleet is not None:
-                fleet.stop()
-            pipe.drain()
-            ray.shutdown()
+            stop_pipeline(pipe, fleet)
     finally:
-        asyncio.run(delete_topic(settings, topic))
-        asyncio.run(delete_user_keys(settings, run))
-        asyncio.run(delete_directory_entries(settings, run))
+        asyncio.run(delete_run(settings, topic, run))
     result["samples"] = samples
     result["verdict"] = verdict(result)
     return result
