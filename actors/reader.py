@@ -28,6 +28,7 @@ from herald import metrics
 from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
 from herald.config import DEFAULT_READER_GROUP, Settings
 from herald.contracts import ActorHealth, ApplyResult
+from herald.dlq import dlq_partition
 from herald.errors import HeraldError
 from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_consumer, make_producer, start_bounded
@@ -188,8 +189,15 @@ class ReaderActor:
         )
 
     async def _dead_letter(self, rejected: list[Rejected], stage: str) -> None:
+        partitions = len(await self._producer.partitions_for(DLQ_TOPIC))
         futures = [
-            await self._producer.send(DLQ_TOPIC, r.value or b"", key=r.key, headers=dlq_headers(r, stage=stage))
+            await self._producer.send(
+                DLQ_TOPIC,
+                r.value or b"",
+                key=r.key,
+                headers=dlq_headers(r, stage=stage),
+                partition=dlq_partition(r.partition, partitions),
+            )
             for r in rejected
         ]
         for future in futures:

@@ -53,6 +53,15 @@ def dlq_headers(*, reason: str, stage: str, source: SourceRecord | None = None) 
     return headers
 
 
+def dlq_partition(source_partition: int, dlq_partitions: int) -> int:
+    """The DLQ partition of a record dead-lettered from `source_partition`: a source partition's records stay
+    together and in order, and (the events topic being keyed by user) so do a user's. Chosen here rather than by
+    the producer's key hash, which aiokafka computes in pure Python for every record."""
+    if dlq_partitions < 1:
+        raise ValueError(f"the DLQ topic has {dlq_partitions} partitions")
+    return source_partition % dlq_partitions
+
+
 def _truncated(text: str) -> bytes:
     # Cut on a character boundary: a reader decoding the header as UTF-8 must not fail on half a character.
     return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore").encode()
