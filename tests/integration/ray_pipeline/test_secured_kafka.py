@@ -234,6 +234,13 @@ async def test_the_pipeline_end_to_end_over_sasl_ssl(
         assert [e["eventId"] for e in notification["events"]] == [f"{user}-e1"]
         assert [(d["channel"], d["status"]) for d in notification["deliveries"]] == [("WEBHOOK", "DELIVERED")]
 
+        # Replay reads the user's partition again (admin for the readers' commits, a consumer of its own group);
+        # into the same Redis, dedup leaves everything as it was.
+        replayed = herald(env, "replay", "--since", "earliest", "--user", user, "--json")
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        report = json.loads(replayed.stdout)
+        assert (report["events"], report["duplicates"], report["applied"]) == (1, 1, 0), report
+
         status = await asyncio.to_thread(running.status)
         assert not [h for actors in status.values() for h in actors if not h.get("ok")], status
         assert sum(r.get("dead_lettered", 0) for r in status["readers"]) == 1
