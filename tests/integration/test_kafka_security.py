@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafkaBroker]:
-    # Ready in 12-16 s here; start() fails with the broker's log past START_BOUND_S (tests/support/secure_kafka.py).
+    # Ready in 6-16 s here; start() fails with the broker's log past START_BOUND_S (tests/support/secure_kafka.py).
     with running_secured_broker(tmp_path_factory.mktemp("secured-kafka")) as broker:
         yield broker
 

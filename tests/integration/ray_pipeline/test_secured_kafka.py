@@ -27,15 +27,16 @@ import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 from pydantic import SecretStr
 
+from herald import keys
 from herald.auth import mint_token
 from herald.channels.webhook import verify_signature
 from herald.config import Settings
 from herald.dlq import STAGE_READER
 from herald.dlq_admin import DeadLetter, read_dead_letters
 from herald.errors import KafkaSecurityError
-from herald.kafka import close_client, make_consumer, make_producer, start_bounded
+from herald.kafka import close_client, make_admin, make_consumer, make_producer, start_bounded
 from herald.producer import NotificationProducer
-from herald.topics import ANALYTICS_TOPIC, partition_counts, topic_specs
+from herald.topics import ANALYTICS_TOPIC, PREFERENCES_TOPIC, partition_counts, topic_specs
 from pipeline import Pipeline
 from tests.integration.gateway_harness import connected, wait_until
 from tests.integration.ray_pipeline.conftest import free_port
@@ -69,11 +70,15 @@ async def webhook_sink() -> AsyncIterator[HttpSink]:
 
 
 @pytest.fixture
-async def private_redis(pipeline_settings: Settings) -> AsyncIterator[str]:
-    url = redis_url_with_db(pipeline_settings.redis_url, SECURED_REDIS_DB)
-    client = aioredis.Redis.from_url(url)
+def private_redis_url(pipeline_settings: Settings) -> str:
+    return redis_url_with_db(pipeline_settings.redis_url, SECURED_REDIS_DB)
+
+
+@pytest.fixture
+async def private_redis(private_redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(private_redis_url)
     await client.flushdb()
-    yield url
+    yield client
     await client.flushdb()
     await client.aclose()
 
@@ -136,17 +141,26 @@ async def keyed_records(settings: Settings, topic: str, key: str) -> list[dict[s
         await close_client(consumer)
 
 
-async def publish_malformed(settings: Settings, user: str) -> tuple[int, int]:
-    """A truncated JSON record keyed by `user`, sent past the SDK's validation; its (partition, offset)."""
-    producer = make_producer(settings, client_id="test-malformed")
+async def send_raw(settings: Settings, topic: str, key: str, value: bytes) -> tuple[int, int]:
+    """One record as given, past the SDK's validation; its (partition, offset)."""
+    producer = make_producer(settings, client_id="test-raw-producer")
     await start_bounded(producer, settings, "test producer")
     try:
-        sent = await (
-            await producer.send(settings.events_topic, b'{"type": "NOTIFICATION_CREATED", "userId": ', user.encode())
-        )
+        sent = await (await producer.send(topic, value, key.encode()))
     finally:
         await close_client(producer)
     return sent.partition, sent.offset
+
+
+async def advertised_ports(settings: Settings) -> set[int]:
+    """The broker ports the cluster's metadata gives a client connected with `settings`."""
+    admin = make_admin(settings, client_id="test-describe")
+    await start_bounded(admin, settings, "test admin")
+    try:
+        cluster = await admin.describe_cluster()
+    finally:
+        await close_client(admin)
+    return {int(broker["port"]) for broker in cluster["brokers"]}
 
 
 def read_lag(env: dict[str, str]) -> dict[str, Any]:
@@ -159,13 +173,19 @@ def read_lag(env: dict[str, str]) -> dict[str, Any]:
 
 @pytest.mark.timeout(420)
 async def test_the_pipeline_end_to_end_over_sasl_ssl(
-    ray_runtime: None, secured: SecuredKafkaBroker, private_redis: str, webhook_sink: HttpSink
+    ray_runtime: None,
+    secured: SecuredKafkaBroker,
+    private_redis_url: str,
+    private_redis: aioredis.Redis,
+    webhook_sink: HttpSink,
 ) -> None:
     settings = pipeline_settings_for(
-        secured, private_redis, webhook_url=f"{webhook_sink.url}/hook", webhook_secret=WEBHOOK_SECRET
+        secured, private_redis_url, webhook_url=f"{webhook_sink.url}/hook", webhook_secret=WEBHOOK_SECRET
     )
     env = cli_env(settings)
-    assert settings.kafka_bootstrap == f"127.0.0.1:{secured.ports.sasl_ssl}"  # the broker's only client listener
+    # Clients bootstrap on the SASL_SSL listener and are told of no other (the PLAINTEXT one is inter-broker).
+    assert settings.kafka_bootstrap == f"127.0.0.1:{secured.ports.sasl_ssl}"
+    assert await advertised_ports(settings) == {secured.ports.sasl_ssl}
 
     ensured = herald(env, "topics", "ensure", "--json")
     assert ensured.returncode == 0, ensured.stderr
@@ -201,7 +221,8 @@ async def test_the_pipeline_end_to_end_over_sasl_ssl(
         assert verify_signature(WEBHOOK_SECRET, *signature, now=time.time())
 
         # A malformed record: the reader's DLQ producer writes it, with its reason, to the secured broker.
-        source = (settings.events_topic, *await publish_malformed(settings, user))
+        truncated = b'{"type": "NOTIFICATION_CREATED", "userId": '
+        source = (settings.events_topic, *await send_raw(settings, settings.events_topic, user, truncated))
 
         async def dead_lettered() -> list[DeadLetter]:
             return [d for d in await read_dead_letters(settings) if d.source == source]
@@ -241,10 +262,19 @@ async def test_the_pipeline_end_to_end_over_sasl_ssl(
         report = json.loads(replayed.stdout)
         assert (report["events"], report["duplicates"], report["applied"]) == (1, 1, 0), report
 
+        # The preferences feed consumes the compacted user-preferences topic into Redis.
+        await send_raw(settings, PREFERENCES_TOPIC, user, orjson.dumps({"digest": "daily"}))
+
+        async def stored_preferences() -> Any:
+            raw = await private_redis.get(keys.preferences_key(user))
+            return orjson.loads(raw) if raw else None
+
+        stored = await eventually(stored_preferences, bool, timeout_s=30, what="the preferences stored in Redis")
+        assert stored["digest"] == "daily"
+
         status = await asyncio.to_thread(running.status)
         assert not [h for actors in status.values() for h in actors if not h.get("ok")], status
         assert sum(r.get("dead_lettered", 0) for r in status["readers"]) == 1
-        assert status["preferences"], "no preferences consumer: it runs only with an external channel configured"
     finally:
         supervisor.stop()
         await asyncio.to_thread(running.drain)
