@@ -1,9 +1,11 @@
 """The whole pipeline against a secured Kafka broker (SASL_SSL, SCRAM-SHA-512 over TLS): topics made by `herald
 topics ensure`, events published by the SDK, read by the Ray readers, applied by the aggregators, pushed to a
-python-socketio client by the gateway and delivered to a webhook by a delivery actor; a malformed record ends in
-the secured broker's DLQ with its reason; `herald lag`, `herald dlq list` and `herald audit` read it all back. Every
-Kafka client of the pipeline goes through the security settings (herald/kafka.py `client_security`), and a
-pipeline with a wrong password or without TLS fails to start with a typed error rather than hanging.
+python-socketio client by the gateway (whose mark_read goes to the analytics topic) and delivered to a webhook by
+a delivery actor (whose receipt goes to the delivery topic); a malformed record ends in the secured broker's DLQ
+with its reason; the preferences feed consumes its topic; `herald dlq list`, `lag`, `audit` and `replay` read it
+all back, never printing the password. Every Kafka client of the pipeline goes through the security settings
+(herald/kafka.py `client_security`), and a pipeline with a wrong password or without TLS fails to start with a
+typed error rather than hanging.
 
 It shares the session's Ray runtime (not its pipeline) and keeps its state in a Redis database of its own."""
 
@@ -84,7 +86,7 @@ async def private_redis(private_redis_url: str) -> AsyncIterator[aioredis.Redis]
 
 
 def herald(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [str(Path(sys.executable).parent / "herald"), *args],
         env={**os.environ, **env},
         capture_output=True,
@@ -92,6 +94,8 @@ def herald(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+    assert SASL_PASSWORD not in done.stdout + done.stderr, f"`herald {' '.join(args)}` printed the SASL password"
+    return done
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
