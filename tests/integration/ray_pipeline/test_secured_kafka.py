@@ -250,6 +250,18 @@ async def test_the_pipeline_end_to_end_over_sasl_ssl(
         )
         assert {p["topic"] for p in group["partitions"]} == {settings.events_topic}
 
+        # The readers' own lag gauge (exported as herald_consumer_lag) reads their SASL_SSL consumer.
+        async def lag_gauge() -> dict[str, int]:
+            status = await asyncio.to_thread(running.status)
+            return {tp: n for r in status["readers"] for tp, n in (r.get("lag") or {}).items()}
+
+        await eventually(
+            lag_gauge,
+            lambda lag: len(lag) == settings.events_partitions and not any(lag.values()),
+            timeout_s=30,
+            what="the readers' lag gauge at 0 on every partition",
+        )
+
         # The audit reads the user's events and the delivery receipts back from the secured broker.
         audited = herald(env, "audit", "--user", user, "--json")
         assert audited.returncode == 0, audited.stdout + audited.stderr
