@@ -14,7 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from herald.config import Settings
 from herald.errors import HeraldError
 from herald.events import MAX_EVENT_BYTES
-from herald.kafka import close_client, start_bounded
+from herald.kafka import close_client, make_consumer, start_bounded
 from herald.topics import partition_counts
 
 # A read that makes no progress for this long has lost its broker or its partition: say so instead of hanging.
@@ -47,11 +47,10 @@ def partition_of_key(key: bytes, partitions: int) -> int:
 
 def make_reader(settings: Settings, *, group_id: str | None = None, client_id: str) -> AIOKafkaConsumer:
     """A consumer for assigned partitions; with `group_id` it may commit where it got to (never subscribes)."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    return make_consumer(
+        settings,
         group_id=group_id,
         client_id=client_id,
-        enable_auto_commit=False,
         # Offsets computed a moment ago may fall behind the log start when retention deletes meanwhile.
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=2 * MAX_EVENT_BYTES,

@@ -8,14 +8,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from redis.exceptions import ResponseError
 
 from herald import keys
 from herald.channels.registry import PROVIDER_MODULES
 from herald.config import Settings
 from herald.json_case import camel_document
-from herald.kafka import close_client, make_admin, start_bounded
+from herald.kafka import close_client, make_admin, make_consumer, start_bounded
 from herald.schedule import schedule_key
 from herald.topics import partition_counts, topic_specs
 
@@ -157,7 +157,7 @@ async def _bounds(settings: Settings, topics: Iterable[str]) -> dict[TopicPartit
     tps = [TopicPartition(topic, p) for topic, count in counts.items() for p in range(count)]
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id="herald-lag")
+    consumer = make_consumer(settings, client_id="herald-lag")
     await start_bounded(consumer, settings, "reading topic offsets")
     try:
         beginning = await consumer.beginning_offsets(tps)

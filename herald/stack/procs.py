@@ -41,9 +41,13 @@ def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path, env: dict[
     return proc.pid
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, wait_s: float = 0.0) -> None:
     child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
+    if child is None:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=wait_s)
+    if child.returncode is not None:
         del _CHILDREN[pid]
 
 
@@ -147,8 +151,9 @@ def terminate(pid: int, *, timeout_s: float) -> bool:
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not pid_alive(pid), timeout_s=5.0)
     # pid_alive may have seen a zombie before reaping it; reap our own child now, or its Popen object warns
-    # "subprocess still running" when collected.
-    _reap(pid)
+    # "subprocess still running" when collected. A JVM's main thread shows as a zombie while its other threads
+    # still exit, and only then can it be reaped: hence a short wait, not a single poll.
+    _reap(pid, wait_s=5.0)
     return graceful
 
 
