@@ -10,6 +10,7 @@ them and writes docs/benchmarks.md, raw JSON and charts under docs/bench/.
     .venv/bin/python scripts/bench.py idle-connections [--max 5000 --step 500]
     .venv/bin/python scripts/bench.py soak    [--minutes 30 --clients 200 --rate 200 --sample-s 15]
     .venv/bin/python scripts/bench.py badinput [--malformed 100000 --valid 100000 --users 10000 --repeat 1]
+    .venv/bin/python scripts/bench.py codecs  [--events 20000]  (no services: compression CPU on Herald's payloads)
 
 Every run uses a private topic and consumer group, passed as settings (see bench_support/ray_reader.py), a fresh
 in-process Ray runtime that is drained and shut down at the end, and user ids unique to the run. --quick runs
@@ -30,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from herald.config import Settings, load_settings  # noqa: E402
-from scripts.bench_support import badinput, burst, drain, idle, latency, report, soak  # noqa: E402
+from scripts.bench_support import badinput, burst, codecs, drain, idle, latency, report, soak  # noqa: E402
 from scripts.bench_support.common import free_port  # noqa: E402
 
 FULL = {"events": 100_000, "clients": 1000, "seconds": 30.0, "likes": 100_000, "burst_seconds": 10.0}
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     p_soak.add_argument("--out", type=Path, help="where soak.json and soak.svg go (default docs/bench)")
     p_soak.add_argument("--json", action="store_true", help="print the result as one JSON document")
 
+    p_codecs = sub.add_parser("codecs", help="Kafka compression codecs on event JSON and malformed records")
+    p_codecs.add_argument("--events", type=int, default=20_000)
+
     p_bad = sub.add_parser("badinput", help="malformed records mixed into valid traffic: DLQ, throughput, restarts")
     p_bad.add_argument("--malformed", type=int, default=100_000)
     p_bad.add_argument("--valid", type=int, default=100_000)
@@ -206,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "badinput":
         run_badinput(args, argv)
+        return
+    if args.command == "codecs":
+        print(codecs.report(codecs.run_codecs(args.events)))
         return
     if args.command == "idle-connections":
         settings = load_settings(gateway_port=free_port())
