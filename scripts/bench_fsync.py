@@ -5,7 +5,10 @@ same disk, draining the same pre-produced topic of the shared broker, rounds alt
     PYTHONPATH=. .venv/bin/python scripts/bench_fsync.py [--events 100000] [--users 10000] [--repeat 4] [--json PATH]
 
 Prints events/s per round and side, the medians and their ratio (always / everysec), and each Redis's fsync work
-(INFO persistence). Heavy: run it alone on the machine (the shared bench lock).
+(INFO persistence). With `--apply-only` it measures instead where the fsync lands: the aggregators' commit path
+alone (InboxApplier over RedisStore, no Kafka, no Ray), `--writers` concurrent writers on disjoint users applying
+batches of `--batch` events, so Redis and its fsync are the pipeline's whole critical path. Heavy: run it alone on
+the machine (the shared bench lock).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +34,12 @@ if str(ROOT) not in sys.path:
 import ray  # noqa: E402
 import redis  # noqa: E402
 
+from herald.applier import InboxApplier  # noqa: E402
 from herald.config import Settings, load_settings  # noqa: E402
+from herald.events import NotificationEvent  # noqa: E402
 from herald.kafka import close_client, make_admin, start_bounded  # noqa: E402
 from herald.stack import RedisServer, procs  # noqa: E402
+from herald.store_redis import RedisStore  # noqa: E402
 from herald.workload import social_stream  # noqa: E402
 from scripts.bench_support.common import create_topic, delete_user_keys, run_id  # noqa: E402
 from scripts.bench_support.drain import HeraldDrain, end_offsets, publish, rate_of  # noqa: E402
@@ -69,6 +77,77 @@ def fsync_counters(url: str) -> dict[str, Any]:
     return {"appendfsync": config["appendfsync"], **{k: persistence.get(k) for k in keys}}
 
 
+async def apply_directly(url: str, events: list[NotificationEvent], *, writers: int, batch: int) -> dict[str, Any]:
+    """The commit path alone: `writers` appliers (one per aggregator) on disjoint users, batches in order."""
+    parts: list[list[NotificationEvent]] = [[] for _ in range(writers)]
+    for event in events:
+        parts[hash(event.user_id) % writers].append(event)
+    store = RedisStore.from_url(url)
+    loop = asyncio.get_running_loop()
+
+    async def write(part: list[NotificationEvent]) -> int:
+        applier = InboxApplier(store, clock_ms=lambda: int(time.time() * 1000))
+        applied = 0
+        for start in range(0, len(part), batch):
+            applied += (await applier.apply(part[start : start + batch])).applied
+        return applied
+
+    try:
+        started = loop.time()
+        applied = sum(await asyncio.gather(*(write(part) for part in parts)))
+        seconds = loop.time() - started
+    finally:
+        await store.close()
+    return {"events": len(events), "applied": applied, "drain_s": seconds, "events_per_s": len(events) / seconds}
+
+
+def write_latency_ms(url: str, writes: int = 2000) -> dict[str, float]:
+    """One client, one INCR at a time: each waits for its reply, so with `always` for its fsync too."""
+    latencies: list[float] = []
+    with redis.Redis.from_url(url) as client:
+        for _ in range(writes):
+            started = time.perf_counter()
+            client.incr("herald:bench:fsync-probe")
+            latencies.append((time.perf_counter() - started) * 1000)
+        client.delete("herald:bench:fsync-probe")
+    latencies.sort()
+    return {"p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)]}
+
+
+def run_apply_only(
+    args: argparse.Namespace, users: int, servers: dict[str, tuple[RedisServer, Settings]]
+) -> list[dict[str, Any]]:
+    rounds: list[dict[str, Any]] = []
+    for r in range(args.repeat):
+        run = run_id("fsync-apply")
+        wire = social_stream(
+            run,
+            events=args.events,
+            users=users,
+            base=datetime.now(UTC) - timedelta(minutes=10),
+            spread=timedelta(minutes=10),
+        )
+        events = [NotificationEvent.model_validate(e) for e in wire]
+        order = POLICIES if r % 2 == 0 else POLICIES[::-1]
+        this_round: dict[str, Any] = {}
+        for policy in order:
+            own = servers[policy][1]
+            print(f"  round {r + 1}/{args.repeat}: commit path, appendfsync {policy} ...", flush=True)
+            side = asyncio.run(apply_directly(own.redis_url, events, writers=args.writers, batch=args.batch))
+            side["fsync"] = fsync_counters(own.redis_url)
+            side["write_latency_ms"] = write_latency_ms(own.redis_url)
+            asyncio.run(delete_user_keys(own, run))
+            this_round[policy] = side
+            lat = side["write_latency_ms"]
+            print(
+                f"    {side['events_per_s']:,.0f} events/s ({side['drain_s']:.1f} s); one INCR at a time: "
+                f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms",
+                flush=True,
+            )
+        rounds.append(this_round)
+    return rounds
+
+
 def summarize(result: dict[str, Any]) -> None:
     """Medians per policy and their ratio, into `result` and printed."""
     medians = {
@@ -87,29 +166,44 @@ def summarize(result: dict[str, Any]) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench_fsync.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=None, help="events / 10 by default")
     parser.add_argument("--repeat", type=int, default=4, help="rounds; each order comes first in half")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
-    args = parser.parse_args(argv)
-    users = args.users or max(1, args.events // 10)
-    settings = load_settings(gateway_port=0)  # the gateway takes a free port: no clients in this drain
-    run = run_id("fsync")
-    topic = f"{run}-events"
+    parser.add_argument("--apply-only", action="store_true", help="the commit path alone (no Kafka, no Ray)")
+    parser.add_argument("--writers", type=int, default=2, help="--apply-only: concurrent appliers")
+    parser.add_argument("--batch", type=int, default=500, help="--apply-only: events per apply call")
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def both_redis(settings: Settings) -> Iterator[dict[str, tuple[RedisServer, Settings]]]:
+    """One private Redis per policy, side by side in one directory next to the stack's state dir (same disk)."""
     state_root = Path(tempfile.mkdtemp(prefix="herald-fsync-", dir=settings.state_dir.parent))
     servers: dict[str, tuple[RedisServer, Settings]] = {}
-    result: dict[str, Any] = {"benchmark": "fsync", "run": run, "machine": describe(settings), "rounds": []}
-    result["params"] = {"events": args.events, "users": users, "repeat": args.repeat}
     try:
         for policy in POLICIES:
             servers[policy] = private_redis(settings, policy, state_root / policy)
-        print(
-            f"fsync {run}: {args.events:,} events over {users:,} users -> {topic}; redis "
-            + ", ".join(f"{p} :{s.redis_port}" for p, (_, s) in servers.items()),
-            flush=True,
-        )
+        yield servers
+    finally:
+        for server, _own in servers.values():
+            server.stop()
+        shutil.rmtree(state_root, ignore_errors=True)
+
+
+def run_drains(
+    args: argparse.Namespace, settings: Settings, users: int, run: str, servers: dict[str, tuple[RedisServer, Settings]]
+) -> list[dict[str, Any]]:
+    topic = f"{run}-events"
+    print(
+        f"fsync {run}: {args.events:,} events over {users:,} users -> {topic}; redis "
+        + ", ".join(f"{p} :{s.redis_port}" for p, (_, s) in servers.items()),
+        flush=True,
+    )
+    rounds: list[dict[str, Any]] = []
+    try:
         wire = social_stream(
             run,
             events=args.events,
@@ -143,21 +237,39 @@ def main(argv: list[str] | None = None) -> int:
                 side["fsync"] = fsync_counters(servers[policy][1].redis_url)
                 this_round[policy] = side
                 print(f"    {rate_of(side) or 0:,.0f} events/s (drain {side.get('drain_s', 0):.1f} s)", flush=True)
-            result["rounds"].append(this_round)
+            rounds.append(this_round)
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        for server, own in servers.values():
+        for _server, own in servers.values():
             asyncio.run(delete_user_keys(own, run))
-            server.stop()
-        shutil.rmtree(state_root, ignore_errors=True)
         with contextlib.suppress(Exception):  # a run that failed before creating it must still show its own error
             asyncio.run(delete_topic(settings, topic))
+    return rounds
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    users = args.users or max(1, args.events // 10)
+    settings = load_settings(gateway_port=0)  # the gateway takes a free port: no clients in this drain
+    run = run_id("fsync")
+    result: dict[str, Any] = {"benchmark": "fsync", "run": run, "machine": describe(settings)}
+    result["params"] = {"events": args.events, "users": users, "repeat": args.repeat, "apply_only": args.apply_only}
+    with both_redis(settings) as servers:
+        if args.apply_only:
+            result["params"] |= {"writers": args.writers, "batch": args.batch}
+            result["rounds"] = run_apply_only(args, users, servers)
+        else:
+            result["rounds"] = run_drains(args, settings, users, run, servers)
     summarize(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1, default=str))
+    _write(args.json, result)
     return 0
+
+
+def _write(path: Path | None, result: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":
