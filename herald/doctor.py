@@ -177,7 +177,10 @@ def judge_redis_persistence(where: str, *, aof_on: bool, appendfsync: str | Fsyn
         f"loss) can lose {window} of commits it already acknowledged, and the readers have committed those "
         "events' Kafka offsets, so they are lost for good"
     )
-    fix = f"`CONFIG SET appendfsync always` and `CONFIG REWRITE` (or redis.conf): {FSYNC_TRADE_OFF}"
+    fix = (
+        "`CONFIG SET appendfsync always` and `CONFIG REWRITE` (or redis.conf; the local stack's Redis takes it on "
+        f"its next start, `herald stack down` and `up`): {FSYNC_TRADE_OFF}"
+    )
     return CheckResult("redis", True, detail, fix)
 
 
