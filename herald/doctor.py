@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from herald.channels.registry import PROVIDER_MODULES, build_provider, required_settings
 from herald.cluster import resolve_ray_address
@@ -25,6 +25,16 @@ DOCTOR_TIMEOUT_CAP_S = 5.0
 RAY_DEFAULT_GCS_PORT = 6379
 KAFKA_FIX = "run `herald stack up`, or set HERALD_KAFKA_BOOTSTRAP to a reachable broker"
 REDIS_FIX = "run `herald stack up`, or set HERALD_REDIS_URL to a reachable Redis"
+FSYNC_ALWAYS = "`appendfsync always`"
+FSYNC_TRADE_OFF = (
+    "each write then waits for an fsync, which costs throughput (docs/reliability.md, Redis crash); a managed Redis "
+    "that offers only `everysec` keeps that risk: after a Redis failure run `herald replay --since <a minute before "
+    "it>` to apply again what Redis lost"
+)
+# How much an acknowledged write may wait for its fsync: everysec writes the AOF each loop and fsyncs in the
+# background every second, but holds writes back for up to 2 s more while an fsync is slow; `no` leaves it to
+# the kernel's writeback (about 30 s on Linux).
+FSYNC_LOSS_WINDOW = {"everysec": "up to about 2 s", "no": "about 30 s (the kernel's writeback)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,17 +126,62 @@ async def check_redis(settings: Settings) -> CheckResult:
         await asyncio.wait_for(client.ping(), timeout=timeout_s)
         persistence = await asyncio.wait_for(client.info("persistence"), timeout=timeout_s)
         server = await asyncio.wait_for(client.info("server"), timeout=timeout_s)
+        appendfsync = await _appendfsync(client, timeout_s)
     except (RedisError, OSError, TimeoutError) as exc:
         detail = f"Redis at {redact_url(settings.redis_url)} unreachable after {timeout_s:g}s: {exc or 'timed out'}"
         return CheckResult("redis", False, detail, REDIS_FIX)
     finally:
         await client.aclose()
-    version = server.get("redis_version", "?")
-    if str(persistence.get("aof_enabled")) != "1":
-        # The no-loss guarantee (docs/architecture.md, Guarantees) assumes a Redis restart replays the AOF.
-        detail = f"Redis {version} at {redact_url(settings.redis_url)}: AOF is off"
-        return CheckResult("redis", False, detail, "enable `appendonly yes` with `appendfsync everysec`")
-    return CheckResult("redis", True, f"Redis {version} at {redact_url(settings.redis_url)}, AOF on")
+    where = f"Redis {server.get('redis_version', '?')} at {redact_url(settings.redis_url)}"
+    return judge_redis_persistence(where, aof_on=str(persistence.get("aof_enabled")) == "1", appendfsync=appendfsync)
+
+
+async def _appendfsync(client: aioredis.Redis, timeout_s: float) -> str | FsyncUnknown:
+    """The AOF fsync policy. INFO does not show it; CONFIG GET does, but managed services often rename or forbid
+    CONFIG, and that is no reason to call Redis unreachable."""
+    try:
+        answer: dict[Any, Any] = await asyncio.wait_for(client.config_get("appendfsync"), timeout=timeout_s)
+    except ResponseError as exc:
+        return FsyncUnknown(f"CONFIG GET refused: {exc}")
+    value = answer.get("appendfsync") or answer.get(b"appendfsync")
+    if not value:
+        return FsyncUnknown("CONFIG GET appendfsync answered nothing")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class FsyncUnknown:
+    """Redis would not say its fsync policy (an ACL without `config`, a renamed command, a proxy)."""
+
+    why: str
+
+
+def judge_redis_persistence(where: str, *, aof_on: bool, appendfsync: str | FsyncUnknown) -> CheckResult:
+    """The no-loss guarantee (docs/architecture.md, Guarantees) holds through a Redis crash only when every commit
+    Redis acknowledged is on disk: the readers commit the Kafka offsets behind it, so Kafka never redelivers it.
+
+    AOF off fails (a restart loses everything since the start). A policy that fsyncs later (`everysec`, `no`)
+    passes with the risk spelled out, like a channel left unconfigured: it is a trade-off an operator may have to
+    make (managed services that offer only `everysec`), and a check that can never turn green teaches people to
+    ignore the doctor's exit code."""
+    if not aof_on:
+        return CheckResult("redis", False, f"{where}: AOF is off", f"enable `appendonly yes` with {FSYNC_ALWAYS}")
+    if isinstance(appendfsync, FsyncUnknown):
+        detail = f"{where}, AOF on; its fsync policy is unknown ({appendfsync.why})"
+        return CheckResult("redis", True, detail, f"make sure it runs with {FSYNC_ALWAYS}; {FSYNC_TRADE_OFF}")
+    if appendfsync == "always":
+        return CheckResult("redis", True, f"{where}, AOF on, appendfsync always (on disk before each reply)")
+    window = FSYNC_LOSS_WINDOW.get(appendfsync, "the writes not yet fsynced")
+    detail = (
+        f"{where}, AOF on, but appendfsync {appendfsync}: a crash of Redis or its machine (kill -9, OOM kill, power "
+        f"loss) can lose {window} of commits it already acknowledged, and the readers have committed those "
+        "events' Kafka offsets, so they are lost for good"
+    )
+    fix = (
+        "`CONFIG SET appendfsync always` and `CONFIG REWRITE` (or redis.conf; the local stack's Redis takes it on "
+        f"its next start, `herald stack down` and `up`): {FSYNC_TRADE_OFF}"
+    )
+    return CheckResult("redis", True, detail, fix)
 
 
 async def check_ray(settings: Settings) -> CheckResult:

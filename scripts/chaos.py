@@ -1,6 +1,7 @@
-"""Chaos: stream a seeded social workload through the whole pipeline while killing its actors' worker processes
-(kill -9 of readers, aggregators, delivery actors, gateways), restarting Redis (AOF on) and the Kafka broker, and
-dropping Socket.IO connections, at seeded random moments. Then compare with the reference model of the input.
+"""Chaos: stream a seeded social workload through the whole pipeline while, at seeded random moments, killing with
+kill -9 the worker processes of its actors (readers, aggregators, delivery actors, gateways), Redis and the Kafka
+broker (both started again on their own data), and dropping Socket.IO connections. Then compare with the reference
+model of the input.
 
     ./scripts/dev chaos [--events 100000] [--users 10000] [--seed N] [--faults-per-kind 3] [--stream-s 150] [--json]
 
@@ -64,6 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--devices", type=positive(int), default=200, help="users watched by a Socket.IO client")
     parser.add_argument("--converge-timeout-s", type=positive(float), default=300.0)
     parser.add_argument("--keep-state", action="store_true", help="keep the private Kafka/Redis state dir")
+    parser.add_argument(
+        "--redis-appendfsync",
+        choices=("always", "everysec"),
+        default="always",
+        help="the private Redis's AOF fsync policy (always, as the stack runs it; everysec to see what it risks)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -165,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         devices=min(args.devices, args.users),
         converge_timeout_s=args.converge_timeout_s,
         keep_state=args.keep_state,
+        redis_appendfsync=args.redis_appendfsync,
     )
     print(f"chaos seed {seed} (repeat with --seed {seed})", file=sys.stderr)
     try:

@@ -1,5 +1,5 @@
-"""Redis from the OS package (redis-server) on 127.0.0.1:redis_port, AOF on as in production (docs/architecture.md,
-Redis data model)."""
+"""Redis from the OS package (redis-server) on 127.0.0.1:redis_port, with the AOF fsynced before every reply
+(docs/architecture.md, "Redis data model"; docs/reliability.md, "Redis crash")."""
 
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ class RedisServer(Service):
     marker = "redis-server"
     port_env = "HERALD_REDIS_PORT"
     stop_timeout_s = 15.0
+    #: `always`: Redis fsyncs the AOF before it replies, so a commit the aggregator saw succeed survives a crash of
+    #: Redis (kill -9, power loss), and the readers may commit the Kafka offsets behind it. With `everysec` up to
+    #: about two seconds of acknowledged commits can vanish, and Kafka would not deliver those events again.
+    appendfsync = "always"
 
     @property
     def port(self) -> int:
@@ -79,7 +83,7 @@ class RedisServer(Service):
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",
+            self.appendfsync,
             "--logfile",
             str(self.log_path),
             # The AOF is the durability; RDB snapshots on top would only add fork pauses.

@@ -1,6 +1,7 @@
-"""The short chaos run: 10,000 events over 1,000 users while one reader, aggregator, delivery actor and gateway
-are killed with SIGKILL, Redis and the Kafka broker restart, and clients drop their connections. Nothing may be
-lost, counted twice, shown twice or left undelivered (the long run is `./scripts/dev chaos`)."""
+"""The short chaos run: 10,000 events over 1,000 users while one reader, aggregator, delivery actor and gateway,
+Redis and the Kafka broker are killed with SIGKILL (the last two started again on their data), and clients drop
+their connections. Nothing may be lost, counted twice, shown twice or left undelivered (the long run is
+`./scripts/dev chaos`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SEED = 20261129
 
 @pytest.mark.timeout(480)
 def test_short_chaos_run_loses_and_duplicates_nothing() -> None:
-    # Its own process: the run starts a private Ray runtime (and a private Kafka and Redis, which it restarts),
+    # Its own process: the run starts a private Ray runtime (and a private Kafka and Redis, which it kills),
     # which cannot share a driver with the session's Ray runtime.
     argv = [sys.executable, str(ROOT / "scripts/chaos.py"), "--json", "--seed", str(SEED)]
     argv += ["--events", "10000", "--users", "1000", "--faults-per-kind", "1", "--stream-s", "45"]
@@ -43,6 +44,7 @@ def test_short_chaos_run_loses_and_duplicates_nothing() -> None:
     assert figures["converged_s"] is not None, done.stderr[-3000:]
     injected = {f["kind"] for f in report["faults"] if f["error"] is None}
     assert injected == set(FAULT_KINDS), report["faults"]
+    assert report["config"]["redis_appendfsync"] == "always"
     assert figures["events_published"] == 10_000
     assert figures["deliveries"]["expected"] > 0
     assert figures["clients"]["connections"] > figures["clients"]["devices"], "no client had to reconnect"

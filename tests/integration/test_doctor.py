@@ -8,13 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from herald.config import Settings
-from herald.doctor import check_channels, run_checks
+from herald.doctor import check_channels, check_redis, run_checks
+from herald.stack import RedisServer, procs
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +29,22 @@ def run_doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [HERALD, "doctor", *args], capture_output=True, text=True, env=full_env, timeout=60, check=False
     )
+
+
+@pytest.fixture
+def private_redis(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """The stack's own Redis (appendfsync always) on a free port and a temporary state dir; the shared one is
+    never reconfigured here."""
+    port = procs.free_port()
+    private = settings.model_copy(
+        update={"state_dir": tmp_path, "redis_port": port, "redis_url": f"redis://127.0.0.1:{port}/0"}
+    )
+    server = RedisServer(private)
+    server.start()
+    try:
+        yield private
+    finally:
+        server.stop()
 
 
 def closed_port() -> int:
@@ -84,3 +103,47 @@ def test_channels_say_which_settings_turn_them_on(settings: Settings) -> None:
     push = {r.name: r for r in check_channels(broken)}["channel PUSH"]
     assert not push.ok
     assert "misconfigured" in push.detail
+
+
+async def test_redis_check_judges_the_fsync_policy(private_redis: Settings) -> None:
+    url = private_redis.redis_url
+    always = await check_redis(private_redis)
+    assert always.ok
+    assert "AOF on, appendfsync always" in always.detail
+
+    admin = redis.Redis.from_url(url)
+    try:
+        admin.config_set("appendfsync", "everysec")
+        everysec = await check_redis(private_redis)
+        assert everysec.ok, "a warning, not a failure"
+        assert "appendfsync everysec" in everysec.detail
+        assert "acknowledged" in everysec.detail
+        assert "CONFIG SET appendfsync always" in everysec.fix
+
+        # An operator account without CONFIG, as managed services hand out: not "unreachable".
+        admin.acl_setuser("operator", enabled=True, passwords=["+doctor-pw"], keys=["*"], commands=["+@all", "-config"])
+        limited = private_redis.model_copy(update={"redis_url": url.replace("//", "//operator:doctor-pw@")})
+        unknown = await check_redis(limited)
+        assert unknown.ok
+        assert "fsync policy is unknown (CONFIG GET refused" in unknown.detail
+        assert "doctor-pw" not in unknown.detail
+
+        admin.config_set("appendonly", "no")
+        off = await check_redis(private_redis)
+        assert not off.ok
+        assert off.detail.endswith("AOF is off")
+        assert "appendfsync always" in off.fix
+    finally:
+        admin.close()
+
+
+def test_cli_json_carries_the_fsync_warning_in_the_usual_fields(private_redis: Settings) -> None:
+    with redis.Redis.from_url(private_redis.redis_url) as admin:
+        admin.config_set("appendfsync", "everysec")
+    result = run_doctor("--json", HERALD_REDIS_URL=private_redis.redis_url)
+    report = json.loads(result.stdout)
+    row = next(c for c in report["checks"] if c["check"] == "redis")
+    assert set(row) == {"check", "ok", "detail", "fix"}
+    assert row["ok"] is True
+    assert "can lose up to about 2 s of commits it already acknowledged" in row["detail"]
+    assert row["fix"].startswith("`CONFIG SET appendfsync always`")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -87,11 +88,43 @@ def test_kafka_log_says_the_server_started(shared: Settings) -> None:
     assert "Kafka Server started" in text or "started (kafka.server" in text
 
 
-def test_redis_runs_with_aof(shared: Settings) -> None:
-    client = redis.Redis.from_url(shared.redis_url)
+def test_redis_runs_with_aof_fsynced_before_each_reply(private: Settings) -> None:
+    # A private stack's Redis: the shared one keeps whatever policy it was started with until it is restarted.
+    # (The private settings' redis_url is still the default; the started service's own URL is the one to use.)
+    url = stack.up(private, only=["redis"]).redis_url
+    assert url == f"redis://127.0.0.1:{private.redis_port}/0"
+    client = redis.Redis.from_url(url)
     try:
         assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        # An acknowledged commit must survive a crash of Redis (docs/reliability.md, "Redis crash").
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        assert client.config_get("save") == {"save": ""}
+    finally:
+        client.close()
+
+
+def test_redis_keeps_acknowledged_writes_through_kill_9(private: Settings) -> None:
+    url = stack.up(private, only=["redis"]).redis_url
+    assert url == f"redis://127.0.0.1:{private.redis_port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        for i in range(500):
+            client.incr("herald:test:acknowledged")
+            client.xadd("herald:test:stream", {"i": str(i)})
+    finally:
+        client.close()
+    pid = state.read_pid(private, "redis")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    procs.wait_for(lambda: not procs.pid_alive(pid), timeout_s=10)
+
+    info = stack.up(private, only=["redis"])
+
+    assert info.started[0].cleaned_stale_pid == pid
+    client = redis.Redis.from_url(url)
+    try:
+        assert client.get("herald:test:acknowledged") == b"500"
+        assert client.xlen("herald:test:stream") == 500
     finally:
         client.close()
 

@@ -17,7 +17,7 @@ FAULT_KINDS = (
     "kill_aggregator",
     "kill_delivery",
     "kill_gateway",
-    "restart_redis",
+    "kill_redis",
     "restart_kafka",
     "drop_clients",
 )

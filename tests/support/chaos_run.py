@@ -74,6 +74,7 @@ class ChaosConfig:
     webhook_share: float = 0.1  # users whose events also ask for WEBHOOK
     converge_timeout_s: float = 300.0
     keep_state: bool = False
+    redis_appendfsync: str = "always"  # the private Redis's AOF policy (herald/stack/redis.py)
 
 
 @dataclass
@@ -114,6 +115,7 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _lin
     sink = HttpSink()
     stack = PrivateStack.create(
         keep=config.keep_state,
+        redis_appendfsync=config.redis_appendfsync,
         gateway_port=procs.free_port(),
         jwt_secret=secrets.token_urlsafe(32),
         webhook_url=f"{sink.url}/hook",
@@ -300,9 +302,9 @@ async def _fault(
         label, pid = await _alive_actor(pipeline, ACTOR_GROUPS[kind], rng)
         os.kill(pid, signal.SIGKILL)
         return f"{label} pid {pid}"
-    if kind == "restart_redis":
-        pid = await asyncio.to_thread(stack.restart_redis)
-        return f"redis :{stack.settings.redis_port} -> pid {pid}"
+    if kind == "kill_redis":
+        pid = await asyncio.to_thread(stack.kill_redis)
+        return f"redis :{stack.settings.redis_port} -> pid {pid} (appendfsync {stack.redis.appendfsync})"
     if kind == "restart_kafka":
         async with publish_lock:
             pid = await asyncio.to_thread(stack.restart_kafka)

@@ -13,6 +13,7 @@ from typing import Any
 
 from herald.config import Settings, load_settings
 from herald.stack import KafkaBroker, RedisServer, procs, state
+from herald.stack.service import Service
 
 
 class PatientKafka(KafkaBroker):
@@ -31,7 +32,7 @@ class PrivateStack:
     keep: bool = False
 
     @classmethod
-    def create(cls, *, keep: bool = False, **overrides: Any) -> PrivateStack:
+    def create(cls, *, keep: bool = False, redis_appendfsync: str = "always", **overrides: Any) -> PrivateStack:
         state_dir = Path(tempfile.mkdtemp(prefix="herald-chaos-"))
         kafka_port, controller_port, redis_port = procs.free_port(), procs.free_port(), procs.free_port()
         settings = load_settings(
@@ -44,28 +45,35 @@ class PrivateStack:
             kafka_heap_mb=384,
             **overrides,
         )
-        return cls(settings, RedisServer(settings), PatientKafka(settings), keep)
+        redis = RedisServer(settings)
+        # `everysec` only to see what the Redis kill does to a deployment that kept it (docs/reliability.md).
+        redis.appendfsync = redis_appendfsync
+        return cls(settings, redis, PatientKafka(settings), keep)
 
     def up(self) -> None:
         self.redis.start()
         self.kafka.start()
 
-    def restart_redis(self) -> int:
-        """SIGTERM (Redis flushes its AOF on shutdown), then start again on the same data; the new pid."""
-        self.redis.stop()
-        return self.redis.start().pid
+    def kill_redis(self) -> int:
+        """kill -9 of redis-server (no shutdown, so nothing is flushed or saved on the way out), then start again
+        on the same data dir, which replays the AOF; the new pid. Only what Redis wrote before it replied survives,
+        which with `appendfsync always` is every acknowledged commit."""
+        return self._kill_and_start(self.redis, timeout_s=30)
 
     def restart_kafka(self) -> int:
         """kill -9 (no controlled shutdown: the broker just vanishes, as on a crash), then start again on the same
         log dir, which it recovers; returns once metadata answers. What was acknowledged is in the page cache, which
         a process crash does not lose."""
-        pid = self.kafka.pid()
-        if pid is not None and procs.is_our_process(pid, self.kafka.marker):
+        return self._kill_and_start(self.kafka, timeout_s=30)
+
+    def _kill_and_start(self, service: Service, *, timeout_s: float) -> int:
+        pid = service.pid()
+        if pid is not None and procs.is_our_process(pid, service.marker):
             os.kill(pid, signal.SIGKILL)
             procs.wait_for(lambda: not procs.pid_alive(pid), timeout_s=10)
-        state.remove_pid(self.settings, self.kafka.name)
-        procs.wait_for(lambda: procs.port_free(self.settings.kafka_port), timeout_s=30)
-        return self.kafka.start().pid
+        state.remove_pid(self.settings, service.name)
+        procs.wait_for(lambda: procs.port_free(service.port), timeout_s=timeout_s)
+        return service.start().pid
 
     def down(self) -> None:
         self.kafka.stop()
