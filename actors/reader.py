@@ -25,7 +25,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from actors.loops import OwnedLoop, node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
-from herald.batch_send import OutgoingRecord, send_in_batches
 from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
 from herald.config import DEFAULT_READER_GROUP, Settings
 from herald.contracts import ActorHealth, ApplyResult
@@ -191,11 +190,16 @@ class ReaderActor:
 
     async def _dead_letter(self, rejected: list[Rejected], stage: str) -> None:
         partitions = len(await self._producer.partitions_for(DLQ_TOPIC))
-        records = [
-            OutgoingRecord(dlq_partition(r.partition, partitions), r.key, r.value or b"", dlq_headers(r, stage=stage))
+        futures = [
+            await self._producer.send(
+                DLQ_TOPIC,
+                r.value or b"",
+                key=r.key,
+                headers=dlq_headers(r, stage=stage),
+                partition=dlq_partition(r.partition, partitions),
+            )
             for r in rejected
         ]
-        futures = await send_in_batches(self._producer, DLQ_TOPIC, records)
         for future in futures:
             await future  # the offset is committed only once the DLQ holds the record
         self._metrics.inc(metrics.DEAD_LETTERED, len(rejected), stage=stage)
