@@ -5,8 +5,9 @@ The record only has to cover what can still arrive twice. Every version carries 
 sequence number of the commit that wrote it). Once the gateway has heard every commit up to a sequence number
 and no replay or gap read of the user is running, whatever reaches the connection later has a higher cursor
 (live entries follow the last commit heard; gap reads start after it), so versions sent at or below it are
-forgotten (`forget_settled`). In steady state a connection remembers only the versions in flight, not one
-entry per notification it was ever sent."""
+forgotten (`forget_settled`), and a version at or below it that is not remembered is one the client has, or
+has a newer version of (or history before its `since` it did not ask for): it is dropped as stale. In steady
+state a connection remembers only the versions in flight, not one entry per notification it was ever sent."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class ClientSession:
     # id -> (highest version sent, that version's cursor or None), in the order sent; `max_remembered` is a hard
     # cap behind forget_settled.
     sent_versions: OrderedDict[str, tuple[int, int | None]] = field(default_factory=OrderedDict)
+    settled_seq: int = -1  # everything at or below it is sent or superseded; only what is above is remembered
     dropped_stale: int = 0
 
     def admit(self, payload: Any) -> bool:
@@ -62,10 +64,11 @@ class ClientSession:
             return True
         notification_id, version = key
         sent = self.sent_versions.get(notification_id)
-        if sent is not None and sent[0] >= version:
+        cursor = cursor_of(payload)
+        if sent[0] >= version if sent is not None else cursor is not None and cursor <= self.settled_seq:
             self.dropped_stale += 1
             return False
-        self.sent_versions[notification_id] = (version, cursor_of(payload))
+        self.sent_versions[notification_id] = (version, cursor)
         self.sent_versions.move_to_end(notification_id)
         while len(self.sent_versions) > self.max_remembered:
             self.sent_versions.popitem(last=False)
@@ -79,6 +82,7 @@ class ClientSession:
         the connection's life. One sent out of order waits for a later call."""
         if self.replaying:
             return  # the replay and the entries held meanwhile still overlap
+        self.settled_seq = max(self.settled_seq, settled_seq)
         record = self.sent_versions
         while record:
             cursor = next(iter(record.values()))[1]

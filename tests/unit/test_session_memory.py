@@ -46,6 +46,16 @@ def test_versions_above_the_settled_sequence_still_drop_duplicates() -> None:
     assert s.admit(note("a", 3, 8))
 
 
+def test_a_forgotten_version_redelivered_is_still_stale() -> None:
+    s = session()
+    assert s.admit(note("a", 3, 5))
+    s.forget_settled(5)
+    assert not s.sent_versions
+    assert not s.admit(note("a", 2, 5))  # the client has version 3: cursor 5 is settled
+    assert not s.admit(note("b", 1, 4))
+    assert s.admit(note("a", 4, 6))  # a later commit is news
+
+
 def test_nothing_is_forgotten_during_a_replay() -> None:
     s = session()
     s.replaying = True
