@@ -89,6 +89,7 @@ class ActorHealth(TypedDict, total=False):
     counters: dict[str, int]  # GatewayCounters, live_notifications among them
     live_latency_ms: dict[str, float | int | None]
     dropped_stale: int
+    remembered_versions: int  # versions the connections remember to drop duplicates (session.py)
     analytics: dict[str, int]
     port: int | None
 

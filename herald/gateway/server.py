@@ -265,6 +265,8 @@ class Gateway:
             "counters": asdict(self.counters),
             "live_latency_ms": _percentiles(self._latencies_ms),
             "dropped_stale": sum(s.dropped_stale for s in self._sessions.values()),
+            # Versions the connections remember to drop duplicates (bounded by what is in flight, see session.py).
+            "remembered_versions": sum(len(s.sent_versions) for s in self._sessions.values()),
             "analytics": asdict(self.analytics.counters),
         }
 
@@ -379,6 +381,8 @@ class Gateway:
             sends += self._route_entry(entry, list(sids))
         await self._emit_all(sends)
         self._record_sent(entries)
+        for user_id in {entry.user_id for entry in entries}:
+            self._forget_settled(user_id)
 
     def _record_sent(self, entries: list[LiveEntry]) -> None:
         """IN_APP delivery metrics, per commit (not per socket): versions pushed, and the produce -> send latency
@@ -427,6 +431,17 @@ class Gateway:
 
     async def _deliver(self, event: str, payload: Any, sids: list[str], *, count_follows: bool = False) -> None:
         await self._emit_all(self._fanout.route(event, payload, sids, count_follows=count_follows))
+
+    def _forget_settled(self, user_id: str) -> None:
+        """Let the user's connections forget the versions sent up to the last commit heard, unless a gap read
+        is pending or running: it reads from an older sequence number (herald/gateway/session.py)."""
+        heard = self._heard_seq.get(user_id)
+        if heard is None or user_id in self._filling or user_id in self._gap_since:
+            return
+        for sid in self._user_sids.get(user_id, ()):
+            session = self._sessions.get(sid)
+            if session is not None:
+                session.forget_settled(heard)
 
     def _fill_gap_soon(self, user_id: str, since: int | None = None) -> None:
         """Read what `user_id` missed after sequence number `since` (default: the last one heard) from the
@@ -518,6 +533,7 @@ class Gateway:
             session.replaying = False  # no await since the flush saw `pending` empty: nothing slips between
             if refresh:
                 self._fanout.refresh_count(session, sid)
+            self._forget_settled(session.user_id)  # the backlog: an idle connection need not remember it
         except (HeraldError, RedisError, OSError) as exc:
             self.counters.store_errors += 1
             log.warning("replay for %s failed (%s); disconnecting it so it reconnects and retries", sid, exc)

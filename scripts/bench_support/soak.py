@@ -54,6 +54,19 @@ def _pipeline_rss_mib(status: dict[str, list[ActorHealth]]) -> float:
     return sum(proc_status_kib(pid, "VmRSS") for pid in pids) / 1024
 
 
+def _rss_by_kind_mib(status: dict[str, list[ActorHealth]]) -> dict[str, float]:
+    """RSS per kind of actor (readers, aggregators, gateways...): a sum hides which one grows."""
+    return {
+        kind: round(sum(proc_status_kib(int(h["pid"]), "VmRSS") for h in group if h.get("pid")) / 1024, 1)
+        for kind, group in status.items()
+        if any(h.get("pid") for h in group)
+    }
+
+
+def _remembered_versions(status: dict[str, list[ActorHealth]]) -> int:
+    return sum(int(h.get("remembered_versions") or 0) for h in status.get("gateways", []))
+
+
 def _lag(status: dict[str, list[ActorHealth]]) -> int:
     return sum(sum(int(v) for v in (r.get("lag") or {}).values()) for r in status.get("readers", []))
 
@@ -117,6 +130,26 @@ def growth(samples: list[dict[str, Any]], field: str) -> float | None:
     return (last - second) / second if second else None
 
 
+def slope_per_min(samples: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None]) -> float | None:
+    """Least-squares slope (per minute) of `value` after the first quarter of the run (warm-up); None: too few
+    samples. A bounded structure filling up shows as a slope that falls towards 0; a leak keeps its slope."""
+    points = [(float(s["t_s"]) / 60, v) for s in samples[len(samples) // 4 :] if (v := value(s)) is not None]
+    if len(points) < 4:
+        return None
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    return sum((t - mean_t) * (v - mean_v) for t, v in points) / spread if spread else None
+
+
+def _kind_rss(kind: str) -> Callable[[dict[str, Any]], float | None]:
+    def value(sample: dict[str, Any]) -> float | None:
+        rss = sample.get("rss_mib_by_kind", {}).get(kind)
+        return None if rss is None else float(rss)
+
+    return value
+
+
 def _event_maker(run: str, users: Sequence[str], offset: int) -> Callable[[int], dict[str, Any]]:
     likes_every = round(1 / LIKE_SHARE)
 
@@ -141,6 +174,8 @@ async def take_sample(
         "p99_ms": percentile(latencies, 99) if latencies else None,
         "lag": _lag(status),
         "pipeline_rss_mib": round(_pipeline_rss_mib(status), 1),
+        "rss_mib_by_kind": _rss_by_kind_mib(status),
+        "gateway_remembered_versions": _remembered_versions(status),
         "redis_used_mib": round(census["used_mib"], 2),
         "run_keys_mib": round(sum(k["bytes"] for k in census["kinds"].values()) / 2**20, 2),
         "kinds": census["kinds"],
@@ -257,10 +292,14 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         # Judged only once the keys can have stopped growing (None: the run ended before that).
         "run_keys_mib": growth(steady, "run_keys_mib"),
     }
+    kinds = sorted({kind for s in samples for kind in s.get("rss_mib_by_kind", {})})
+    slopes = {kind: slope_per_min(samples, _kind_rss(kind)) for kind in kinds}
     totals = result.get("totals", {})
     last_lag = samples[-1]["lag"] if samples else 0
     return {
         "growth": grew,
+        # Informational, not judged: where the growth is, per kind of actor (MiB per minute after warm-up).
+        "rss_slope_mib_per_min": {k: None if v is None else round(v, 3) for k, v in slopes.items()},
         "keys_steady_from_s": steady_from_s(result),
         "bounded": all(g is None or g <= GROWTH_LIMIT for g in grew.values())
         and last_lag <= max(1000, result["params"]["rate"] * 5),
@@ -292,6 +331,10 @@ def summary(result: dict[str, Any]) -> str:
             f" {result['params']['clients']} clients, pid {os.getpid()}",
             f"  growth (second quarter -> last quarter; Redis keys once steady, from"
             f" {v['keys_steady_from_s'] / 60:.0f} min): {grew}",
+            "  RSS slope after warm-up (MiB/min): "
+            + ", ".join(
+                f"{k} {'-' if m is None else f'{m:+.2f}'}" for k, m in v.get("rss_slope_mib_per_min", {}).items()
+            ),
             f"  bounded: {v['bounded']}; keys without expiry: {v['keys_without_expiry'] or 'none'};"
             f" longest inbox {result.get('longest_inbox')} of capacity {result.get('inbox_capacity')}",
             f"  mentions missing {v['mentions_missing']}, client duplicates {v['client_duplicates']},"
@@ -308,23 +351,38 @@ PANELS = (
     ("consumer lag (events)", (("lag", "readers"),)),
     ("produce -> client (ms)", (("p50_ms", "p50"), ("p99_ms", "p99"))),
 )
-COLOURS = ("#1f77b4", "#d62728")
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+BY_KIND = "rss_mib_by_kind"
+
+
+def _panels(samples: list[dict[str, Any]]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The fixed panels, then one line per kind of actor (a field `rss_mib_by_kind:<kind>`)."""
+    kinds = sorted({kind for s in samples for kind in s.get(BY_KIND, {})})
+    by_kind = tuple((f"{BY_KIND}:{kind}", kind) for kind in kinds)
+    return [*PANELS, ("RSS by kind of actor (MiB)", by_kind)] if by_kind else list(PANELS)
+
+
+def _value(sample: dict[str, Any], field: str) -> Any:
+    if field.startswith(f"{BY_KIND}:"):
+        return sample.get(BY_KIND, {}).get(field.split(":", 1)[1])
+    return sample.get(field)
 
 
 def render_chart(result: dict[str, Any]) -> str:
     """The samples as an SVG of six panels over time (hand-drawn: a soak must not need the plotting extras)."""
     samples = result["samples"]
     width, height, pad = 440, 220, 36
+    panels = _panels(samples)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{3 * height + 30}"',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{-(-len(panels) // 2) * height + 30}"',
         ' font-family="sans-serif" font-size="11">',
         f'<text x="8" y="18" font-size="13">soak {escape(result["run"])}: {result["params"]["rate"]:g} events/s,'
         f" {result['params']['clients']} clients, {result['params']['minutes']:g} min</text>",
     ]
     t_max = max((s["t_s"] for s in samples), default=1.0) or 1.0
-    for index, (title, series) in enumerate(PANELS):
+    for index, (title, series) in enumerate(panels):
         left, top = (index % 2) * width, 30 + (index // 2) * height
-        values = [float(s[f]) for s in samples for f, _ in series if s.get(f) is not None]
+        values = [float(v) for s in samples for f, _ in series if (v := _value(s, f)) is not None]
         top_value = max(values, default=1.0) * 1.1 or 1.0
         parts.append(f'<g transform="translate({left},{top})">')
         parts.append(f'<text x="{pad}" y="14">{escape(title)}</text>')
@@ -336,9 +394,9 @@ def render_chart(result: dict[str, Any]) -> str:
         for (field, label), colour in zip(series, COLOURS, strict=False):
             points = " ".join(
                 f"{pad + (s['t_s'] / t_max) * (width - pad - 10):.1f},"
-                f"{20 + (height - 50) * (1 - float(s[field]) / top_value):.1f}"
+                f"{20 + (height - 50) * (1 - float(_value(s, field)) / top_value):.1f}"
                 for s in samples
-                if s.get(field) is not None
+                if _value(s, field) is not None
             )
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
             legend_y = 34 + 12 * series.index((field, label))

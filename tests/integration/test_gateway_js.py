@@ -217,7 +217,8 @@ async def test_js_client_speaks_the_existing_applications_protocol(
         try:
             await client.wait_for(lambda: bool(client.of("notification:count_updated")), "connect and count")
             assert client.of("notification:count_updated")[0]["data"] == {"unreadCount": 1}
-            await emitter.notification(user, stored)
+            # Live, as a later commit would carry it: above the sequence number the gateway read with its claim.
+            await emitter.notification(user, stored | {"cursor": stored["cursor"] + 1000})
             await client.wait_for(lambda: bool(client.of("notification:new")), "notification:new")
             new = client.of("notification:new")[0]["data"]
             assert new["notification"]["id"] == stored["id"]

@@ -55,7 +55,10 @@ def test_soak_first_minute(tmp_path: Path) -> None:
     assert rss is not None, verdict
     assert rss < 0.1, verdict
     assert samples[-1]["kinds"]["seen"]["no_expiry"] == 0  # dedup sets expire with the horizon
+    kinds = {kind for s in samples for kind in s["rss_mib_by_kind"]}
+    assert {"readers", "aggregators", "gateways"} <= kinds, kinds
+    assert set(verdict["rss_slope_mib_per_min"]) == kinds, verdict
     svg = (tmp_path / "soak.svg").read_text()
-    assert svg.count("<polyline") == 7
+    assert svg.count("<polyline") == 7 + len(kinds)  # the six panels (two lines for latency), one line per kind
     assert 'points=""' not in svg
     assert done.returncode == 0, done.stderr[-3000:]
