@@ -37,11 +37,10 @@ import redis  # noqa: E402
 from herald.applier import InboxApplier  # noqa: E402
 from herald.config import Settings, load_settings  # noqa: E402
 from herald.events import NotificationEvent  # noqa: E402
-from herald.kafka import close_client, make_admin, start_bounded  # noqa: E402
 from herald.stack import RedisServer, procs  # noqa: E402
 from herald.store_redis import RedisStore  # noqa: E402
 from herald.workload import social_stream  # noqa: E402
-from scripts.bench_support.common import create_topic, delete_user_keys, run_id  # noqa: E402
+from scripts.bench_support.common import create_topic, delete_topic, delete_user_keys, run_id  # noqa: E402
 from scripts.bench_support.drain import HeraldDrain, end_offsets, publish, rate_of  # noqa: E402
 from scripts.bench_support.machine import describe, load_average  # noqa: E402
 from scripts.bench_support.procs import stack_pids  # noqa: E402
@@ -60,13 +59,11 @@ def private_redis(settings: Settings, policy: str, state_dir: Path) -> tuple[Red
     return server, own
 
 
-async def delete_topic(settings: Settings, topic: str) -> None:
-    admin = make_admin(settings)
-    await start_bounded(admin, settings, "bench admin")
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await close_client(admin)
+def recent_stream(run: str, events: int, users: int) -> list[dict[str, Any]]:
+    """The run's social stream, event times over the last ten minutes (as the drain benchmark's)."""
+    return social_stream(
+        run, events=events, users=users, base=datetime.now(UTC) - timedelta(minutes=10), spread=timedelta(minutes=10)
+    )
 
 
 def fsync_counters(url: str) -> dict[str, Any]:
@@ -120,13 +117,7 @@ def run_apply_only(
     rounds: list[dict[str, Any]] = []
     for r in range(args.repeat):
         run = run_id("fsync-apply")
-        wire = social_stream(
-            run,
-            events=args.events,
-            users=users,
-            base=datetime.now(UTC) - timedelta(minutes=10),
-            spread=timedelta(minutes=10),
-        )
+        wire = recent_stream(run, args.events, users)
         events = [NotificationEvent.model_validate(e) for e in wire]
         order = POLICIES if r % 2 == 0 else POLICIES[::-1]
         this_round: dict[str, Any] = {}
@@ -204,13 +195,7 @@ def run_drains(
     )
     rounds: list[dict[str, Any]] = []
     try:
-        wire = social_stream(
-            run,
-            events=args.events,
-            users=users,
-            base=datetime.now(UTC) - timedelta(minutes=10),
-            spread=timedelta(minutes=10),
-        )
+        wire = recent_stream(run, args.events, users)
         asyncio.run(create_topic(settings, topic, settings.events_partitions))
         asyncio.run(publish(settings, topic, wire))
         del wire
