@@ -30,6 +30,8 @@ Entry = tuple[str, str, dict[str, str], int]  # stream, entry id, fields, delive
 MAX_SETTLING_BATCHES = 8
 OutcomeSink = Callable[[Sequence[tuple[Outcome, DeliveryJob]]], Awaitable[None]]
 RELEASE_INTERVAL_S = 1.0  # how often due deferrals and digests move back into the outbox
+SETTLE_RETRY_FIRST_S = 0.2  # recording outcomes failed: first retry, doubling up to SETTLE_RETRY_MAX_S
+SETTLE_RETRY_MAX_S = 5.0
 SEND_NOW = Decision(Verdict.SEND)
 
 
@@ -42,6 +44,7 @@ class OutboxStats:
     digested: int = 0
     released: int = 0
     reclaimed: int = 0
+    settle_retries: int = 0  # recording outcomes failed and was tried again (the broker was away)
     redis_errors: int = 0
     last_error: str | None = None
     recent_latency_ms: list[float] = field(default_factory=list)
@@ -234,15 +237,39 @@ class OutboxWorker:
             self.stats.digested += 1
 
     async def _settle(self, entries: list[Entry], results: list[tuple[Outcome, DeliveryJob]]) -> None:
-        """Record the outcomes (receipts, dead letters), then acknowledge. If recording fails the entries stay
-        pending and are delivered again after `reclaim_idle_ms`: at-least-once, deduplicated by clients."""
-        try:
-            await self._on_outcomes(results)
-        except Exception as exc:  # noqa: BLE001 - whatever the sink raised, the entries stay pending and come back
-            self.stats.last_error = f"recording outcomes failed: {exc}"
-            log.warning("outbox: %s", self.stats.last_error)
-            return
+        """Record the outcomes (receipts, dead letters), then acknowledge.
+
+        The deliveries already happened, so a failed recording (Kafka down) is retried with backoff while this
+        worker keeps the entries claimed (their idle time reset below `reclaim_idle_ms`): otherwise every
+        reclaim would send them again for as long as the broker is away. Only if this worker stops or dies do
+        they stay pending and go out again: at-least-once, deduplicated by clients."""
+        longest_s = min(SETTLE_RETRY_MAX_S, self._reclaim_idle_ms / 4000)  # well inside the reclaim window
+        delay_s = min(SETTLE_RETRY_FIRST_S, longest_s)
+        while True:
+            try:
+                await self._on_outcomes(results)
+                break
+            except Exception as exc:  # noqa: BLE001 - whatever the sink raised, the outcomes are recorded again
+                self.stats.last_error = f"recording outcomes failed: {exc}"
+                self.stats.settle_retries += 1
+                log.warning("outbox: %s; retrying in %.1fs", self.stats.last_error, delay_s)
+            if self._stopping.is_set():
+                return  # pending: the next owner delivers them again
+            await self._keep_claimed(entries)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, longest_s)
         await self._acknowledge(entries)
+
+    async def _keep_claimed(self, entries: list[Entry]) -> None:
+        """Reset the entries' idle time (XCLAIM to ourselves, JUSTID: no delivery count added)."""
+        by_stream: dict[str, list[Any]] = {}  # ids as redis-py's stub types them (any encodable)
+        for stream, entry_id, _fields, _ in entries:
+            by_stream.setdefault(stream, []).append(entry_id)
+        try:
+            for stream, ids in by_stream.items():
+                await self._redis.xclaim(stream, keys.OUTBOX_GROUP, self._consumer, 0, ids, justid=True)
+        except RedisError as exc:
+            await self._note_redis_error(exc)
 
     async def _acknowledge(self, entries: list[Entry]) -> None:
         by_stream: dict[str, list[str]] = {}
@@ -276,6 +303,7 @@ class OutboxWorker:
             "digested": self.stats.digested,
             "released": self.stats.released,
             "reclaimed": self.stats.reclaimed,
+            "settle_retries": self.stats.settle_retries,
             "redis_errors": self.stats.redis_errors,
             "last_error": self.stats.last_error,
             "p50_send_ms": latencies[len(latencies) // 2] if latencies else None,
