@@ -8,7 +8,6 @@ once per series per tick, never per event (docs/architecture.md, "Metrics and da
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ from ray.util import metrics as ray_metrics
 from redis.exceptions import RedisError
 
 from herald import metrics, metrics_board
+from herald.cancelling import cancel_and_wait
 from herald.metrics import Kind, MetricsRecorder, Snapshot
 from herald.redis_pool import redis_client
 
@@ -94,26 +94,30 @@ class MetricsExport:
         self._interval_s = interval_s
         self._mirror = RayMirror()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.ticks = 0
 
     def start(self) -> None:
         """Idempotent; the task lives on the running loop."""
+        self._closing = False
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="herald-metrics-export")
 
     async def close(self) -> None:
+        # The flag as well as the cancel: a cancellation that lands in redis-py's publish can come out as a
+        # RedisError, which tick() handles; the loop must still end (a drain hung here; herald/cancelling.py).
+        self._closing = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task], what=f"{self.recorder.source} metrics export")
 
     async def _run(self) -> None:
         redis = redis_client(self._redis_url, max_connections=2)
         try:
-            while True:
+            while not self._closing:
                 await self.tick(redis)
-                await asyncio.sleep(self._interval_s)
+                if not self._closing:
+                    await asyncio.sleep(self._interval_s)
         finally:
             await redis.aclose()
 

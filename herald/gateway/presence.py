@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from herald import keys
+from herald.cancelling import cancel_and_wait
 from herald.live import PRESENCE_TTL_MS, LiveEntry, MalformedLiveMessage, parse_message
 
 log = logging.getLogger(__name__)
@@ -140,9 +141,7 @@ class Presence:
                 self._enqueue("refresh", user_id)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, what="presence writer")
         users, self._holders = list(self._holders), {}
         self._registered.clear()
         if users:
@@ -175,6 +174,7 @@ class LiveSubscription:
         self._pubsub: Any = None
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False  # ends the loops even if a cancellation arrives as a Redis error
 
     async def start(self, timeout_s: float) -> None:
         self._task = asyncio.create_task(self._run(), name=f"herald-live-{self.channel}")
@@ -182,7 +182,7 @@ class LiveSubscription:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._closing:
             try:
                 await self._subscribe()
                 if failures:
@@ -192,6 +192,8 @@ class LiveSubscription:
                 await self._listen()
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()
+                if self._closing:
+                    return
                 failures += 1
                 log.warning("live channel %s lost (%s); re-subscribing", self.channel, exc)
                 await self._close_pubsub()
@@ -208,7 +210,7 @@ class LiveSubscription:
         self.subscribed.set()
 
     async def _listen(self) -> None:
-        while True:
+        while not self._closing:
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
             if message is None or message["type"] != "message":
                 continue
@@ -226,7 +228,7 @@ class LiveSubscription:
             self._pubsub = None
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task], what=f"live channel {self.channel}")
         await self._close_pubsub()

@@ -39,6 +39,7 @@ from socketio import packet as socketio_packet
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from herald import auth, live, metrics, metrics_board
+from herald.cancelling import cancel_and_wait
 from herald.config import Settings
 from herald.errors import AuthError, ConfigError, HeraldError
 from herald.gateway import fastjson, protocol
@@ -233,12 +234,8 @@ class Gateway:
         self._expiries.clear()
         # All at once: one after another, 10,000 clients take longer to say goodbye to than a drain allows.
         await asyncio.gather(*(self.sio.disconnect(sid) for sid in list(self._sessions)), return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task in list(self._filling.values()):
-            task.cancel()
-        await asyncio.gather(*self._filling.values(), return_exceptions=True)
+        await cancel_and_wait(list(self._tasks), what="gateway replays")
+        await cancel_and_wait(list(self._filling.values()), what="gateway gap reads")
         await self._fanout.close()
         if self._server is not None and self._serve_task is not None:
             self._server.should_exit = True

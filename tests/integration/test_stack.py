@@ -117,6 +117,8 @@ def test_redis_keeps_acknowledged_writes_through_kill_9(private: Settings) -> No
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     procs.wait_for(lambda: not procs.pid_alive(pid), timeout_s=10)
+    # The kernel may hold the port a moment longer (a forked AOF child still exiting): wait, as chaos does.
+    procs.wait_for(lambda: procs.port_free(private.redis_port), timeout_s=30)
 
     info = stack.up(private, only=["redis"])
 
