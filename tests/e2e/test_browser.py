@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,12 @@ from herald.gateway import Gateway
 from herald.gateway.http import STATIC_DIR, VENDOR_CLIENT
 from tests.integration.gateway_harness import Emitter, Seeder, gateway_settings, new_user
 from tests.support.events import make_event
+from tests.support.headless import JS_DIR, node_for_playwright
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-JS_DIR = ROOT / "tests" / "e2e" / "js"
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 STEP_TIMEOUT_S = 60.0
 # User-controlled text (an actor's name) that would run script if the page ever built HTML from it.
 HOSTILE_NAME = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>Sarah'
@@ -33,20 +31,7 @@ EXPECTED_TEXT = f"John and {HOSTILE_NAME} liked your post"
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    missing = [
-        what
-        for what, ok in [
-            ("node", node is not None),
-            (f"npm ci --prefix {JS_DIR}", (JS_DIR / "node_modules" / "playwright-core").is_dir()),
-            ("apt-get install -y chromium", CHROMIUM.is_file()),
-            ("scripts/build_static.sh", (STATIC_DIR / VENDOR_CLIENT).is_file()),
-        ]
-        if not ok
-    ]
-    if missing or node is None:
-        pytest.fail(f"the browser test needs: {', '.join(missing)} (scripts/dev setup does all of it)")
-    return node
+    return node_for_playwright("browser", ("scripts/build_static.sh", (STATIC_DIR / VENDOR_CLIENT).is_file()))
 
 
 @pytest.fixture(scope="module")

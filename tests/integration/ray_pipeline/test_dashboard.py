@@ -17,33 +17,20 @@ import pytest
 from herald.config import Settings
 from herald.producer import NotificationProducer
 from pipeline import Pipeline
+from tests.support.headless import JS_DIR, node_for_playwright
 from tests.support.metrics_traffic import Traffic
 from tests.support.png import colored_share
 
 pytestmark = [pytest.mark.integration, pytest.mark.ray, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[3]
-JS_DIR = ROOT / "tests" / "e2e" / "js"
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS_SHOT = ROOT / "docs" / "dashboard.png"
 BROWSER_TIMEOUT_S = 150.0
 CHARTS = ("chart-throughput", "chart-latency", "chart-deliveries", "chart-dlq", "chart-lag")
 
 
 def _node() -> str:
-    node = shutil.which("node")
-    missing = [
-        what
-        for what, ok in [
-            ("node", node is not None),
-            (f"npm ci --prefix {JS_DIR}", (JS_DIR / "node_modules" / "playwright-core").is_dir()),
-            ("apt-get install -y chromium", CHROMIUM.is_file()),
-        ]
-        if not ok
-    ]
-    if missing or node is None:
-        pytest.fail(f"the dashboard test needs: {', '.join(missing)} (scripts/dev setup does all of it)")
-    return node
+    return node_for_playwright("dashboard")
 
 
 async def _keep_traffic_flowing(traffic: Traffic) -> None:
