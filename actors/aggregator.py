@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from actors.gc_tuning import tune_gc_for_event_path
 from actors.loops import node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
@@ -43,6 +44,7 @@ class AggregatorActor:
         self._batches = 0
         self._metrics = metrics.MetricsRecorder(source_name(f"aggregator-{index}"))
         self._export = MetricsExport(self._metrics, settings.redis_url)
+        tune_gc_for_event_path()
 
     async def apply(self, batch: bytes) -> ApplyResult:
         """Apply one batch (herald.prepared.encode_batch); returns counters and the (wire id, reason) of events

@@ -22,18 +22,19 @@ from ray.exceptions import RayError, RayTaskError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from actors.gc_tuning import tune_gc_for_event_path
 from actors.loops import OwnedLoop, node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
 from herald.checkpoint import ApplyFault, ApplyOutcome, BatchCheckpoint, CheckpointCounters, CheckpointPolicy
 from herald.config import DEFAULT_READER_GROUP, Settings
 from herald.contracts import ActorHealth, ApplyResult
-from herald.dlq import dlq_partition
+from herald.dlq_writer import DeadLetterWriter
 from herald.errors import HeraldError
 from herald.events import MAX_EVENT_BYTES
 from herald.kafka import close_client, make_consumer, make_producer, start_bounded
 from herald.prepared import PreparedEvent, encode_batch
-from herald.routing import KafkaRecord, Rejected, dlq_headers, route
+from herald.routing import KafkaRecord, Rejected, RoutedBatch, dlq_record, route
 from herald.topics import DLQ_TOPIC
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ READER_GROUP = DEFAULT_READER_GROUP  # the default of settings.reader_group
 APPLY_RETRY_MAX_DELAY_S = 5.0
 APPLICATION_RETRIES = 3
 COMMIT_INTERVAL_S = 0.2
+# A batch thinned out by refused records is topped up to reader_max_records events, reading at most this many
+# times that in records.
+TOP_UP_MAX_RECORDS_FACTOR = 4
 
 
 def classify_apply_error(exc: Exception) -> ApplyFault:
@@ -56,6 +60,10 @@ def classify_apply_error(exc: Exception) -> ApplyFault:
     if isinstance(exc, RayError):
         return ApplyFault(True, f"{type(exc).__name__}: {exc}")
     return ApplyFault(False, f"{type(exc).__name__}: {exc}")
+
+
+def _in_partition_order(fetched: dict[TopicPartition, list[Any]]) -> list[KafkaRecord]:
+    return [r for tp in sorted(fetched, key=lambda t: t.partition) for r in fetched[tp]]
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -96,6 +104,7 @@ class ReaderActor:
         self._aggregators = aggregators_by_name(aggregator_names)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: Any = None
+        self._dead_letters: DeadLetterWriter | None = None
         self._stopping = False
         self._checkpoint: BatchCheckpoint | None = None
         self.assigned: list[str] = []
@@ -104,6 +113,7 @@ class ReaderActor:
         self._commits = {"commits": 0, "commit_failures": 0}
         self._metrics = metrics.MetricsRecorder(source_name(self.name))
         self._export = MetricsExport(self._metrics, settings.redis_url, before_tick=self._record_lag)
+        tune_gc_for_event_path()
 
     @property
     def name(self) -> str:
@@ -117,6 +127,7 @@ class ReaderActor:
         self._checkpoint = self._new_checkpoint()
         self._producer = make_producer(self._settings, client_id=f"herald-{self.name}-dlq")
         await start_bounded(self._producer, self._settings, "reader DLQ producer")
+        self._dead_letters = DeadLetterWriter(self._producer, DLQ_TOPIC)
         self._consumer = make_consumer(
             self._settings,
             group_id=self._settings.reader_group,
@@ -161,7 +172,7 @@ class ReaderActor:
         assert self._consumer is not None
         while not self._stopping:
             fetched = await self._consumer.getmany(timeout_ms=200, max_records=self._settings.reader_max_records)
-            records = [r for tp in sorted(fetched, key=lambda t: t.partition) for r in fetched[tp]]
+            records = _in_partition_order(fetched)
             if records:
                 await self._admit(checkpoint, records)
             await checkpoint.commit_if_due()
@@ -170,10 +181,25 @@ class ReaderActor:
         assert self._consumer is not None
         # Only after the wait is the assignment current: a rebalance may have taken partitions meanwhile.
         await checkpoint.wait_for_room()
+        batch = self._route_assigned(records)
+        # Refused records thin a batch out, while an aggregator call and its Redis round trips cost nearly the
+        # same however few events they carry: top the batch up from what is already fetched
+        # (docs/reliability.md, Bad input). A partition revoked meanwhile is not committed by this reader; its
+        # next owner re-reads those records and the aggregators' dedup drops what was applied twice.
+        wanted = self._settings.reader_max_records
+        while batch.rejected and batch.event_count < wanted and batch.record_count < TOP_UP_MAX_RECORDS_FACTOR * wanted:
+            more = _in_partition_order(await self._consumer.getmany(timeout_ms=0, max_records=wanted))
+            if not more:
+                break
+            batch.absorb(self._route_assigned(more))
+        await checkpoint.admit(batch)
+
+    def _route_assigned(self, records: list[KafkaRecord]) -> RoutedBatch:
+        assert self._consumer is not None
         assigned = self._consumer.assignment()
         records = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
         self._metrics.inc(metrics.EVENTS_IN, len(records))
-        await checkpoint.admit(route(records, shards=self._settings.shards, actors=len(self._aggregators)))
+        return route(records, shards=self._settings.shards, actors=len(self._aggregators))
 
     async def finish_inflight(self) -> None:
         """Wait for every batch in flight to be applied, then commit (on drain and before a rebalance)."""
@@ -189,19 +215,10 @@ class ReaderActor:
         )
 
     async def _dead_letter(self, rejected: list[Rejected], stage: str) -> None:
+        assert self._dead_letters is not None
         partitions = len(await self._producer.partitions_for(DLQ_TOPIC))
-        futures = [
-            await self._producer.send(
-                DLQ_TOPIC,
-                r.value or b"",
-                key=r.key,
-                headers=dlq_headers(r, stage=stage),
-                partition=dlq_partition(r.partition, partitions),
-            )
-            for r in rejected
-        ]
-        for future in futures:
-            await future  # the offset is committed only once the DLQ holds the record
+        await self._dead_letters.write([dlq_record(r, stage=stage, dlq_partitions=partitions) for r in rejected])
+        # Only now may the offsets be committed: the DLQ holds the records.
         self._metrics.inc(metrics.DEAD_LETTERED, len(rejected), stage=stage)
 
     async def _commit(self, offsets: dict[tuple[str, int], int]) -> None:

@@ -10,11 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from herald.events import MAX_EVENT_BYTES
+
 HEADER_REASON: Final = "herald-dlq-reason"
 HEADER_STAGE: Final = "herald-dlq-stage"
 HEADER_SOURCE_TOPIC: Final = "herald-source-topic"
 HEADER_SOURCE_PARTITION: Final = "herald-source-partition"
 HEADER_SOURCE_OFFSET: Final = "herald-source-offset"
+HEADER_ORIGINAL_BYTES: Final = "herald-dlq-original-bytes"  # only on records whose value was cut
+
+# A record over the event limit keeps only its start in the DLQ: enough to see what it was, and a DLQ record can
+# never outgrow the topic's max.message.bytes by the headers it gains. The source headers lead to the whole
+# record while the events topic retains it; it cannot be redriven anyway (it would be refused again). Records
+# within the limit are kept whole.
+KEPT_PREFIX_BYTES: Final = 64 * 1024
 
 # A reason can quote a whole traceback or event; headers count against the record's size limit.
 MAX_REASON_BYTES: Final = 4000
@@ -38,8 +47,11 @@ class SourceRecord:
     offset: int
 
 
-def dlq_headers(*, reason: str, stage: str, source: SourceRecord | None = None) -> list[tuple[str, bytes]]:
-    """Headers of one DLQ record, in aiokafka's (name, bytes) form."""
+def dlq_headers(
+    *, reason: str, stage: str, source: SourceRecord | None = None, original_bytes: int | None = None
+) -> list[tuple[str, bytes]]:
+    """Headers of one DLQ record, in aiokafka's (name, bytes) form; `original_bytes` when the value was cut
+    (kept_value)."""
     headers = [
         (HEADER_REASON, _truncated(reason)),
         (HEADER_STAGE, stage.encode()),
@@ -47,10 +59,21 @@ def dlq_headers(*, reason: str, stage: str, source: SourceRecord | None = None) 
     if source is not None:
         headers += [
             (HEADER_SOURCE_TOPIC, source.topic.encode()),
-            (HEADER_SOURCE_PARTITION, str(source.partition).encode()),
-            (HEADER_SOURCE_OFFSET, str(source.offset).encode()),
+            (HEADER_SOURCE_PARTITION, b"%d" % source.partition),
+            (HEADER_SOURCE_OFFSET, b"%d" % source.offset),
         ]
+    if original_bytes is not None:
+        headers.append((HEADER_ORIGINAL_BYTES, b"%d" % original_bytes))
     return headers
+
+
+def kept_value(value: bytes | None) -> tuple[bytes, int | None]:
+    """What the DLQ keeps of a refused record's value, and its original size when that was cut."""
+    if value is None:
+        return b"", None  # a tombstone: its DLQ record says so in the reason
+    if len(value) <= MAX_EVENT_BYTES:
+        return value, None
+    return value[:KEPT_PREFIX_BYTES], len(value)
 
 
 def dlq_partition(source_partition: int, dlq_partitions: int) -> int:
@@ -63,5 +86,8 @@ def dlq_partition(source_partition: int, dlq_partitions: int) -> int:
 
 
 def _truncated(text: str) -> bytes:
+    encoded = text.encode()
+    if len(encoded) <= MAX_REASON_BYTES:
+        return encoded  # the common case, written once per refused record
     # Cut on a character boundary: a reader decoding the header as UTF-8 must not fail on half a character.
-    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore").encode()
+    return encoded[:MAX_REASON_BYTES].decode(errors="ignore").encode()

@@ -34,6 +34,8 @@ class DeadLetter:
     value: bytes
     # Where the record was read from (the herald-source-* headers), for records that came from a Kafka topic.
     source: tuple[str, int, int] | None = None
+    # The refused record's size when `value` holds only its start (records over the event limit).
+    original_bytes: int | None = None
 
     @property
     def ref(self) -> str:
@@ -53,6 +55,8 @@ class DeadLetter:
             "reason": self.reason,
             "key": self.key,
         }
+        if self.original_bytes is not None:
+            doc["originalBytes"] = self.original_bytes  # `value` is only the first bytes of the record
         if with_value:
             try:
                 doc["value"] = orjson.loads(self.value)
@@ -125,6 +129,7 @@ def _dead_letter(record: Any) -> DeadLetter:
             pass  # written by something else than herald.dlq: no usable source
         else:
             source = (headers[dlq.HEADER_SOURCE_TOPIC], partition, offset)
+    original = headers.get(dlq.HEADER_ORIGINAL_BYTES, "")
     return DeadLetter(
         partition=record.partition,
         offset=record.offset,
@@ -134,6 +139,7 @@ def _dead_letter(record: Any) -> DeadLetter:
         key=record.key.decode(errors="replace") if record.key else None,
         value=record.value or b"",
         source=source,
+        original_bytes=int(original) if original.isascii() and original.isdigit() else None,
     )
 
 

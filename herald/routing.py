@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from herald.dlq import SourceRecord
-from herald.dlq import dlq_headers as build_dlq_headers
+from herald.dlq import SourceRecord, dlq_headers, dlq_partition, kept_value
+from herald.dlq_writer import DlqRecord
 from herald.errors import InvalidEventError
 from herald.events import decode_event, derive_event_id
 from herald.keys import stable_hash
@@ -35,7 +35,7 @@ class KafkaRecord(Protocol):
     def timestamp(self) -> int: ...  # Unix ms: the event's time when the event itself carries none
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Rejected:
     """A record that goes to the dead-letter topic, with why."""
 
@@ -58,6 +58,20 @@ class RoutedBatch:
     @property
     def event_count(self) -> int:
         return sum(len(v) for v in self.per_actor.values())
+
+    @property
+    def record_count(self) -> int:
+        return self.event_count + len(self.rejected)
+
+    def absorb(self, later: RoutedBatch) -> None:
+        """Take in a batch routed from records fetched after this one's: each actor's events and the rejected
+        records stay in fetch order, so per-partition (and per-user) order holds across the two."""
+        for actor, items in later.per_actor.items():
+            self.per_actor.setdefault(actor, []).extend(items)
+        self.rejected.extend(later.rejected)
+        for tp, offset in later.commit_offsets.items():
+            self.commit_offsets[tp] = max(self.commit_offsets.get(tp, 0), offset)
+        self.coordinates.update(later.coordinates)
 
 
 def shard_of(user_id: str, shards: int) -> int:
@@ -104,7 +118,9 @@ def _decoded(record: KafkaRecord, wire_id: str) -> PreparedEvent | str:
         return f"could not be decoded ({type(exc).__name__}: {exc})"
 
 
-def dlq_headers(rejected: Rejected, *, stage: str) -> list[tuple[str, bytes]]:
-    """The DLQ headers of a rejected input record (herald.dlq builds them for every stage)."""
+def dlq_record(rejected: Rejected, *, stage: str, dlq_partitions: int) -> DlqRecord:
+    """The DLQ record of a rejected input record (herald.dlq builds the headers for every stage)."""
+    value, original_bytes = kept_value(rejected.value)
     source = SourceRecord(rejected.topic, rejected.partition, rejected.offset)
-    return build_dlq_headers(reason=rejected.reason, stage=stage, source=source)
+    headers = dlq_headers(reason=rejected.reason, stage=stage, source=source, original_bytes=original_bytes)
+    return DlqRecord(dlq_partition(rejected.partition, dlq_partitions), rejected.key, value, headers)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytest
 
 from herald.dlq import (
+    HEADER_ORIGINAL_BYTES,
     HEADER_REASON,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
+    KEPT_PREFIX_BYTES,
     MAX_REASON_BYTES,
     SourceRecord,
     dlq_headers,
     dlq_partition,
+    kept_value,
 )
+from herald.events import MAX_EVENT_BYTES
 
 
 def test_a_source_partition_maps_to_one_dlq_partition_and_all_dlq_partitions_are_used() -> None:
@@ -32,3 +36,13 @@ def test_headers_carry_the_source_and_a_reason_cut_on_a_character_boundary() -> 
     assert headers[HEADER_SOURCE_OFFSET] == b"1234"
     assert len(headers[HEADER_REASON]) <= MAX_REASON_BYTES
     assert headers[HEADER_REASON].decode() == "é" * (MAX_REASON_BYTES // 2)
+
+
+def test_a_value_within_the_event_limit_is_kept_whole_and_a_bigger_one_is_cut_and_sized() -> None:
+    whole = b"x" * MAX_EVENT_BYTES
+    assert kept_value(whole) == (whole, None)
+    assert kept_value(None) == (b"", None)
+    cut, original = kept_value(whole + b"yz")
+    assert (cut, original) == (whole[:KEPT_PREFIX_BYTES], MAX_EVENT_BYTES + 2)
+    headers = dict(dlq_headers(reason="too big", stage="reader", original_bytes=original))
+    assert headers[HEADER_ORIGINAL_BYTES] == str(MAX_EVENT_BYTES + 2).encode()

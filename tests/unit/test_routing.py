@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from herald.config import load_settings
-from herald.routing import actor_of_shard, dlq_headers, route, shard_of
+from herald.routing import actor_of_shard, dlq_record, route, shard_of
 from pipeline import Topology, plan_topology
 from tests.support.events import event_dict
 
@@ -38,9 +38,12 @@ def test_route_splits_valid_and_invalid_and_tracks_offsets() -> None:
     ]
     ids = sorted(item.event_id for items in batch.per_actor.values() for item in items)
     assert ids == ["explicit", "kafka:t:0:10"]
-    headers = dict(dlq_headers(batch.rejected[0], stage="reader"))
+    letter = dlq_record(batch.rejected[0], stage="reader", dlq_partitions=3)
+    headers = dict(letter.headers)
     assert headers["herald-source-offset"] == b"11"
     assert headers["herald-dlq-stage"] == b"reader"
+    assert "herald-dlq-original-bytes" not in headers
+    assert (letter.partition, letter.value) == (0, batch.rejected[0].value)
 
 
 def test_a_user_always_lands_on_the_same_actor() -> None:
@@ -65,3 +68,22 @@ def test_topology_follows_the_cluster_and_settings() -> None:
     assert plan_topology(settings, cpus=64, partitions=12).readers == 12
     fixed = load_settings(readers=3, aggregators=5, delivery_actors=2)
     assert plan_topology(fixed, cpus=2, partitions=12) == Topology(readers=3, aggregators=5, delivery_actors=2)
+
+
+def test_a_batch_absorbs_a_later_one_keeping_order_offsets_and_rejections() -> None:
+    first = route(
+        [Record("t", 0, 1, b"u", orjson.dumps(event_dict("u", event_id="e1"))), Record("t", 0, 2, b"u", b"[")],
+        shards=8,
+        actors=1,
+    )
+    later = route(
+        [Record("t", 0, 3, b"u", None), Record("t", 0, 4, b"u", orjson.dumps(event_dict("u", event_id="e4")))],
+        shards=8,
+        actors=1,
+    )
+    first.absorb(later)
+    assert [e.event_id for e in first.per_actor[0]] == ["e1", "e4"]
+    assert [r.offset for r in first.rejected] == [2, 3]
+    assert first.commit_offsets == {("t", 0): 5}
+    assert set(first.coordinates) == {"kafka:t:0:1", "kafka:t:0:4"}
+    assert (first.event_count, first.record_count) == (2, 4)

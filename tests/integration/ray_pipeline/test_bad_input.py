@@ -15,7 +15,9 @@ import pytest
 
 from herald.config import Settings
 from herald.contracts import ActorHealth
+from herald.dlq import KEPT_PREFIX_BYTES
 from herald.dlq_admin import dlq_end_offsets, read_dead_letters
+from herald.events import MAX_EVENT_BYTES
 from herald.malformed import KINDS, malformed_records
 from herald.malformed_run import DlqFindings, match_dead_letters, produce_mixed
 from herald.store_redis import RedisStore
@@ -78,6 +80,12 @@ async def test_malformed_records_mixed_into_valid_traffic(
     stages = {kind: set(k.stages) for kind, k in found.by_kind.items()}
     assert stages.pop("names_nothing") == {"aggregator"}
     assert all(s == {"reader"} for s in stages.values()), stages
+    # Values over the event limit are kept as their first bytes and their size (herald/dlq.py, kept_value).
+    oversized = {(s.topic, s.partition, s.offset) for s in sent if s.kind == "over_1_mib"}
+    cut = [d for d in await read_dead_letters(settings, since=since) if d.source in oversized]
+    assert len({d.source for d in cut}) == len(oversized)
+    assert all(len(d.value) == KEPT_PREFIX_BYTES for d in cut)
+    assert all(d.original_bytes is not None and d.original_bytes > MAX_EVENT_BYTES for d in cut)
 
     after = await asyncio.to_thread(pipeline.status)
     assert pids(after) == pids(before), "an actor restarted"
