@@ -4,10 +4,9 @@ when its event carries only an actor id. One Redis hash; filled by `herald users
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -18,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from herald import keys
 from herald.config import get_settings
 from herald.errors import HeraldError, StoreError
-from herald.loop_thread import LoopThread
+from herald.loop_thread import BlockingFacade
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -210,7 +209,7 @@ class RedisUserDirectory:
         return written
 
 
-class SyncUserDirectory:
+class SyncUserDirectory(BlockingFacade[RedisUserDirectory]):
     """Blocking facade for code without an event loop (the SDK way to fill the directory): a
     RedisUserDirectory on a private loop thread, as SyncNotificationProducer does it."""
 
@@ -218,32 +217,16 @@ class SyncUserDirectory:
         self._url = url if url is not None else get_settings().redis_url
         self._timeout_s = timeout_s
         # The async client's connections belong to the loop that opens them: it lives on the loop thread.
-        self._runner = LoopThread("SyncUserDirectory", "herald-directory", self._create)
-
-    def start(self) -> None:
-        self._runner.start()
+        super().__init__("SyncUserDirectory", "herald-directory", self._create)
 
     async def _create(self) -> RedisUserDirectory:
         return RedisUserDirectory.from_url(self._url, timeout_s=self._timeout_s)
 
     def register(self, profiles: Iterable[UserProfile]) -> int:
         """Add or update profiles (merged as RedisUserDirectory.remember does); returns how many were written."""
-        return self._call(self._runner.start().remember(list(profiles)))
+        wanted = list(profiles)
+        return self._call(lambda directory: directory.remember(wanted))
 
     def lookup(self, user_ids: Sequence[str]) -> dict[str, UserProfile]:
-        return self._call(self._runner.start().lookup(list(user_ids)))
-
-    def close(self) -> None:
-        self._runner.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._runner.call(coro)
+        wanted = list(user_ids)
+        return self._call(lambda directory: directory.lookup(wanted))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, Protocol, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 
 class AsyncClosable(Protocol):
@@ -84,3 +85,30 @@ class LoopThread(Generic[T]):
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
+
+
+class BlockingFacade(Generic[T]):
+    """Base of the blocking facades: start() and close() (or a with block) around a LoopThread, and `_call` to
+    run a coroutine of the running object there. start() is optional: the first call starts it."""
+
+    def __init__(self, owner: str, thread_name: str, create: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        self._runner = LoopThread(owner, thread_name, create)
+
+    def start(self) -> None:
+        self._runner.start()
+
+    def close(self) -> None:
+        self._runner.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _call(self, use: Callable[[T], Coroutine[Any, Any, R]]) -> R:
+        """Run `use(object)` on the loop thread, starting it first if needed, and wait for the result."""
+        return self._runner.call(use(self._runner.start()))

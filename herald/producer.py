@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -31,7 +31,7 @@ from herald.events import (
     validate_event,
 )
 from herald.kafka import close_client, make_producer, request_timeout_ms, start_bounded, unreachable
-from herald.loop_thread import LoopThread
+from herald.loop_thread import BlockingFacade
 from herald.topics import TopicError
 
 EventInput = NotificationEvent | Mapping[str, Any]
@@ -397,7 +397,7 @@ class NotificationProducer:
         return await self._sender.send(self._builder.build_all(events))
 
 
-class SyncNotificationProducer:
+class SyncNotificationProducer(BlockingFacade[NotificationProducer]):
     """Blocking facade for code without an event loop: a NotificationProducer on a private loop thread."""
 
     def __init__(self, settings: Settings | None = None, *, topic: str | None = None, **overrides: Any) -> None:
@@ -405,10 +405,7 @@ class SyncNotificationProducer:
         self._topic = self._settings.events_topic if topic is None else topic
         self._overrides = overrides
         # aiokafka binds to the loop it is created on, so the producer lives on the loop thread.
-        self._runner = LoopThread("SyncNotificationProducer", "herald-producer", self._create_and_start)
-
-    def start(self) -> None:
-        self._runner.start()
+        super().__init__("SyncNotificationProducer", "herald-producer", self._create_and_start)
 
     async def _create_and_start(self) -> NotificationProducer:
         producer = NotificationProducer(self._settings, topic=self._topic, **self._overrides)
@@ -416,22 +413,8 @@ class SyncNotificationProducer:
         return producer
 
     def publish(self, event: EventInput) -> PublishResult:
-        return self._call(self._runner.start().publish(event))
+        return self._call(lambda producer: producer.publish(event))
 
     def publish_many(self, events: Iterable[EventInput]) -> list[PublishResult]:
-        return self._call(self._runner.start().publish_many(list(events)))
-
-    def close(self) -> None:
-        self._runner.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._runner.call(coro)
+        batch = list(events)
+        return self._call(lambda producer: producer.publish_many(batch))

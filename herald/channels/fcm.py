@@ -19,8 +19,8 @@ import orjson
 from google.oauth2 import service_account
 
 from herald.channels.base import DeliveryJob, RetryPolicy
+from herald.channels.http_errors import status_error
 from herald.channels.push_fanout import PushFanOutProvider, PushSender, SubscriptionGone, collapse_key, digest_count
-from herald.channels.webpush import retry_after_s
 from herald.errors import ConfigError, DeliveryError
 from herald.push_subscriptions import PushSubscriptionStore
 
@@ -168,10 +168,7 @@ class FcmSender(PushSender):
         code = _error_code(response)
         if code == "UNREGISTERED":
             raise SubscriptionGone(f"FCM answered {status} UNREGISTERED")
-        reason = f"FCM answered {status} {code or ''}: {response.text[:200]}".replace("  ", " ")
-        if status == 429 or status >= 500:
-            raise DeliveryError(reason, retriable=True, retry_after_s=retry_after_s(response.headers))
-        raise DeliveryError(reason, retriable=False)
+        raise status_error("FCM", response, f"{code or ''} {response.text[:200]}".strip())
 
 
 class FcmProvider(PushFanOutProvider):

@@ -20,7 +20,7 @@ from py_vapid import Vapid, VapidException  # type: ignore[import-untyped]
 from pywebpush import WebPusher, WebPushException
 
 from herald.channels.base import DeliveryJob, RetryPolicy
-from herald.channels.http_errors import retry_after_s as parse_retry_after
+from herald.channels.http_errors import status_error
 from herald.channels.push_fanout import PushFanOutProvider, PushSender, SubscriptionGone, collapse_key, digest_count
 from herald.errors import ConfigError, DeliveryError
 from herald.push_subscriptions import PushSubscriptionStore
@@ -76,11 +76,6 @@ def web_push_payload(job: DeliveryJob) -> bytes:
         message["text"] = message["text"][: max(0, len(message["text"]) - excess - 1)] + "…"
         encoded = orjson.dumps(message)
     return encoded
-
-
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Retry-After of a push service's answer, in seconds (herald/channels/http_errors.py reads the header)."""
-    return parse_retry_after(headers.get("retry-after"))
 
 
 class WebPushSender(PushSender):
@@ -165,10 +160,7 @@ class WebPushSender(PushSender):
             return
         if status in (404, 410):
             raise SubscriptionGone(f"Web Push {endpoint} answered {status}")
-        reason = f"Web Push to {endpoint} answered {status}: {response.text[:200]}"
-        if status == 429 or status >= 500:
-            raise DeliveryError(reason, retriable=True, retry_after_s=retry_after_s(response.headers))
-        raise DeliveryError(reason, retriable=False)
+        raise status_error(f"Web Push to {endpoint}", response, response.text[:200])
 
 
 class WebPushProvider(PushFanOutProvider):

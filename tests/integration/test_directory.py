@@ -134,7 +134,7 @@ def test_sync_facade_registers(settings: Settings, new_id: NewId) -> None:
         assert sdk.register([UserProfile(user, "Synced")]) == 1
         assert sdk.lookup([user]) == {user: UserProfile(user, "Synced", "https://a/s.png")}
     with pytest.raises(RuntimeError, match="closed"):
-        sdk._call(sdk._create())
+        sdk._runner.call(sdk._create())  # the loop thread itself refuses once stopped
 
 
 def test_cli_import_then_get(tmp_path: Path, new_id: NewId) -> None:

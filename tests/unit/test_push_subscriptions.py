@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from herald.channels.base import DeliveryJob, Recipient, RetryPolicy
 from herald.channels.fcm import fcm_message
+from herald.channels.http_errors import retry_after_s
 from herald.channels.push_fanout import PushFanOutProvider, PushSender, SubscriptionGone, collapse_key
-from herald.channels.webpush import MAX_PLAINTEXT_BYTES, retry_after_s, web_push_payload
+from herald.channels.webpush import MAX_PLAINTEXT_BYTES, web_push_payload
 from herald.errors import DeliveryError, HeraldError
 from herald.push_subscriptions import PushSubscriptionError, subscription_key, validate_subscription
 
@@ -133,11 +134,11 @@ def test_fcm_digest_message_carries_the_count() -> None:
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert retry_after_s({"retry-after": "12"}) == 12.0
+    assert retry_after_s("12") == 12.0
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 <= (retry_after_s({"retry-after": later}) or 0) <= 30
-    assert retry_after_s({"retry-after": "soon"}) is None
-    assert retry_after_s({}) is None
+    assert 25 <= (retry_after_s(later) or 0) <= 30
+    assert retry_after_s("soon") is None
+    assert retry_after_s(None) is None
 
 
 class ScriptedSender(PushSender):

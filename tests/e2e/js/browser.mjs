@@ -2,31 +2,12 @@
 // Usage: node browser.mjs PAGE_URL EXPECTED_TEXT SCREENSHOT_PATH
 // Prints one JSON line per step; waits for a line on stdin ("emitted") between "ready" and "rendered".
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { drivePage, out } from "./headless.mjs";
 
 const [pageUrl, expectedText, screenshotPath] = process.argv.slice(2);
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
-const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
-const browser = await chromium.launch({
-  executablePath,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let code = 0;
-try {
-  const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
-  const consoleErrors = [];
-  page.on("console", (msg) => { if (msg.type() === "error") consoleErrors.push(msg.text()); });
-  page.on("pageerror", (err) => consoleErrors.push(String(err)));
+await drivePage({ width: 800, height: 600 }, async (page, consoleErrors) => {
   await page.goto(pageUrl);
   await page.waitForSelector('#status[data-state="connected"]', { timeout: 15000 });
   // The badge is set by the unread_count the server sends after its replay.
@@ -53,10 +34,4 @@ try {
 
   await page.screenshot({ path: screenshotPath, fullPage: true });
   out({ step: "screenshot", path: screenshotPath, consoleErrors });
-} catch (err) {
-  out({ step: "error", message: String(err && err.stack ? err.stack : err) });
-  code = 1;
-} finally {
-  await browser.close();
-}
-process.exit(code);
+});

@@ -2,23 +2,12 @@
 // Usage: node dashboard.mjs DASHBOARD_URL SCREENSHOT_PATH CHART_SHOT_PREFIX
 // Waits until every chart has data, then screenshots the page and each chart (CHART_SHOT_PREFIX-<id>.png) and
 // prints one JSON line: what each chart drew, for the test to check along with the screenshots' pixels.
-import { chromium } from "playwright-core";
+import { drivePage, out } from "./headless.mjs";
 
 const [pageUrl, screenshotPath, chartPrefix] = process.argv.slice(2);
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
-const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const CHARTS = ["chart-throughput", "chart-latency", "chart-deliveries", "chart-dlq", "chart-lag"];
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-});
-let code = 0;
-try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-  const consoleErrors = [];
-  page.on("console", (msg) => { if (msg.type() === "error") consoleErrors.push(msg.text()); });
-  page.on("pageerror", (err) => consoleErrors.push(String(err)));
+await drivePage({ width: 1100, height: 900 }, async (page, consoleErrors) => {
   await page.goto(pageUrl);
   // Rates and interval latencies need two polls; lines need several points.
   await page.waitForFunction(() => {
@@ -40,10 +29,4 @@ try {
   await page.screenshot({ path: screenshotPath, fullPage: true });
   for (const id of CHARTS) await page.locator("#" + id).screenshot({ path: `${chartPrefix}-${id}.png` });
   out({ step: "charts", charts, tiles, status: await page.textContent("#status"), consoleErrors });
-} catch (err) {
-  out({ step: "error", message: String(err && err.stack ? err.stack : err) });
-  code = 1;
-} finally {
-  await browser.close();
-}
-process.exit(code);
+});
