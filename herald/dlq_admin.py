@@ -89,7 +89,8 @@ async def read_dead_letters(
     settings: Settings, *, limit: int | None = None, since: dict[int, int] | None = None
 ) -> list[DeadLetter]:
     """Every DLQ record from the beginning (or from the offsets `since`, per partition) to the end as of now,
-    oldest first, without joining a group."""
+    oldest first, without joining a group. With `limit`, the newest `limit`: only each partition's last `limit`
+    records are read, so a DLQ of millions answers as fast as a small one."""
     partitions = await _dlq_partitions(settings)
     if not partitions:
         return []
@@ -97,25 +98,56 @@ async def read_dead_letters(
     await start_bounded(consumer, settings, "DLQ reader")
     try:
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        for tp in partitions:
-            if since and since.get(tp.partition):
-                consumer.seek(tp, since[tp.partition])
+        starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
-        found: list[DeadLetter] = []
-        remaining = {tp for tp in partitions if ends[tp] > (since or {}).get(tp.partition, 0)}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, records in batch.items():
-                for r in records:
-                    if r.offset < ends[tp]:
-                        found.append(_dead_letter(r))
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+        for tp in partitions:
+            start = max(starts[tp], (since or {}).get(tp.partition, 0))
+            if limit:
+                start = max(start, ends[tp] - limit)
+            starts[tp] = start
+            consumer.seek(tp, start)
+        found = await _read_until(consumer, {tp for tp in partitions if ends[tp] > starts[tp]}, ends)
         found.sort(key=lambda d: (d.timestamp_ms, d.partition, d.offset))
         return found[-limit:] if limit else found
     finally:
         await close_client(consumer)
+
+
+async def read_dead_letter(settings: Settings, partition: int, offset: int) -> DeadLetter | None:
+    """The DLQ record at `partition`:`offset`, or None when there is none (never was, or expired)."""
+    partitions = [tp for tp in await _dlq_partitions(settings) if tp.partition == partition]
+    if not partitions:
+        return None
+    [tp] = partitions
+    consumer = make_consumer(settings)
+    await start_bounded(consumer, settings, "DLQ reader")
+    try:
+        consumer.assign([tp])
+        start, end = (await consumer.beginning_offsets([tp]))[tp], (await consumer.end_offsets([tp]))[tp]
+        if not start <= offset < end:
+            return None
+        consumer.seek(tp, offset)
+        found = await _read_until(consumer, {tp}, {tp: offset + 1})
+        return next((d for d in found if d.offset == offset), None)
+    finally:
+        await close_client(consumer)
+
+
+async def _read_until(
+    consumer: Any, remaining: set[TopicPartition], ends: dict[TopicPartition, int]
+) -> list[DeadLetter]:
+    """What the assigned, positioned `consumer` reads of `remaining` up to (not including) each end offset."""
+    found: list[DeadLetter] = []
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=1000)
+        for tp, records in batch.items():
+            found.extend(_dead_letter(r) for r in records if r.offset < ends[tp])
+            if await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+        for tp in list(remaining):
+            if await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)  # compacted or expired records left a gap up to the end
+    return found
 
 
 def _dead_letter(record: Any) -> DeadLetter:

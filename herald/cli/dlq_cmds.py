@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,16 +19,29 @@ from herald.cli.ops import fail
 from herald.cli.output import JsonOption
 from herald.cli.output import show as show_state
 from herald.config import load_settings
-from herald.dlq_admin import DeadLetter, read_dead_letters, redrive
+from herald.dlq_admin import DeadLetter, read_dead_letter, read_dead_letters, redrive
 from herald.errors import HeraldError
+
+T = TypeVar("T")
 
 app = typer.Typer(help="The dead-letter topic: list, show and redrive entries.", no_args_is_help=True)
 console = Console()
 
 
 def _letters(limit: int | None = None) -> list[DeadLetter]:
+    return _read(read_dead_letters(load_settings(), limit=limit))
+
+
+def _coordinates(ref: str) -> tuple[int, int]:
+    partition, _, offset = ref.partition(":")
+    if not (partition.isascii() and partition.isdigit() and offset.isascii() and offset.isdigit()):
+        raise fail(HeraldError(f"not a partition:offset: {ref!r}"))
+    return int(partition), int(offset)
+
+
+def _read(reading: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(read_dead_letters(load_settings(), limit=limit))
+        return asyncio.run(reading)
     except HeraldError as exc:
         raise fail(exc) from exc
     except Exception as exc:
@@ -59,12 +73,11 @@ def list_letters(
 @app.command("show")
 def show_letter(ref: Annotated[str, typer.Argument(help="partition:offset, as `dlq list` prints it.")]) -> None:
     """One entry in full, with its value, as JSON."""
-    for d in _letters():
-        if d.ref == ref:
-            print(json.dumps(d.to_json(with_value=True), indent=2))
-            return
-    console.print(f"[red]error:[/red] no dead letter {ref}", highlight=False)
-    raise typer.Exit(code=2)
+    letter = _read(read_dead_letter(load_settings(), *_coordinates(ref)))
+    if letter is None:
+        console.print(f"[red]error:[/red] no dead letter {ref}", highlight=False)
+        raise typer.Exit(code=2)
+    print(json.dumps(letter.to_json(with_value=True), indent=2))
 
 
 @app.command("redrive")
@@ -77,7 +90,11 @@ def redrive_letters(
     An entry redriven before is left alone, so running this twice sends nothing twice."""
     if not refs and stage is None:
         raise fail(HeraldError("name entries (partition:offset) or a --stage"))
-    letters = [d for d in _letters() if (refs and d.ref in refs) or (stage is not None and d.stage == stage)]
+    if stage is None:  # only the named entries: read each, not the whole topic
+        named = [_read(read_dead_letter(load_settings(), *_coordinates(ref))) for ref in refs or ()]
+        letters = [d for d in named if d is not None]
+    else:
+        letters = [d for d in _letters() if (refs and d.ref in refs) or d.stage == stage]
     missing = sorted(set(refs or ()) - {d.ref for d in letters})
     if missing:
         raise fail(HeraldError(f"no dead letter {', '.join(missing)}"))
