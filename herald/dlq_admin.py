@@ -142,11 +142,10 @@ async def _read_until(
         batch = await consumer.getmany(*remaining, timeout_ms=1000)
         for tp, records in batch.items():
             found.extend(_dead_letter(r) for r in records if r.offset < ends[tp])
+        for tp in list(remaining):
+            # By position, not by the last record: compacted or expired records may leave a gap up to the end.
             if await consumer.position(tp) >= ends[tp]:
                 remaining.discard(tp)
-        for tp in list(remaining):
-            if await consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)  # compacted or expired records left a gap up to the end
     return found
 
 
