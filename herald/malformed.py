@@ -136,6 +136,9 @@ def _too_many_ids(rng: random.Random, user: str, i: int) -> tuple[bytes | None, 
     return orjson.dumps(event), f"more than {MAX_IDS_PER_EVENT}"
 
 
+# Kinds that decode: the reader passes them on and the aggregator refuses them (stage "aggregator").
+REFUSED_BY_AGGREGATOR: Final = frozenset({"names_nothing"})
+
 Maker = Callable[[random.Random, str, int], tuple[bytes | None, str]]
 
 # kind -> (maker, weight). Values over 1 MiB are rare (they are what costs the broker), the rest equally common.

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from herald.config import Settings, load_settings  # noqa: E402
-from scripts.bench_support import badinput, burst, codecs, drain, idle, latency, report, soak  # noqa: E402
+from scripts.bench_support import badinput, burst, codecs, drain, idle, latency, reader_path, report, soak  # noqa: E402
 from scripts.bench_support.common import free_port  # noqa: E402
 
 FULL = {"events": 100_000, "clients": 1000, "seconds": 30.0, "likes": 100_000, "burst_seconds": 10.0}
@@ -170,7 +170,14 @@ def run_badinput(args: argparse.Namespace, argv: list[str] | None) -> None:
         sys.exit(1)
 
 
-def main(argv: list[str] | None = None) -> None:
+def run_reader_path(args: argparse.Namespace) -> None:
+    result = reader_path.run_reader_path(
+        load_settings(), valid=args.valid, malformed=args.malformed, users=args.users, repeat=args.repeat
+    )
+    print(json.dumps(result, indent=1) if args.json else reader_path.summary(result))
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Herald benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
@@ -206,10 +213,23 @@ def main(argv: list[str] | None = None) -> None:
     p_bad.add_argument("--repeat", type=int, default=1, help="clean and mixed drains, alternating; medians")
     p_bad.add_argument("--out", type=Path, default=ROOT / "artifacts" / "badinput.json")
 
-    args = parser.parse_args(argv)
+    p_path = sub.add_parser("reader-path", help="a reader's own CPU per valid and per malformed record, outside Ray")
+    p_path.add_argument("--malformed", type=int, default=30_000)
+    p_path.add_argument("--valid", type=int, default=30_000)
+    p_path.add_argument("--users", type=int, default=10_000)
+    p_path.add_argument("--repeat", type=int, default=3, help="rounds of clean, mixed and free-refusal drains")
+    p_path.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "badinput":
         run_badinput(args, argv)
+        return
+    if args.command == "reader-path":
+        run_reader_path(args)
         return
     if args.command == "codecs":
         print(codecs.report(codecs.run_codecs(args.events)))

@@ -29,7 +29,7 @@ from herald.topics import ensure_topics
 from herald.workload import social_stream
 from pipeline import Pipeline, connect_ray
 from scripts.bench_support import ray_reader
-from scripts.bench_support.common import delete_user_keys, run_id
+from scripts.bench_support.common import cleanup_run, delete_user_keys, run_id
 from scripts.bench_support.drain import actor_roles, committed_total, end_offsets
 from scripts.bench_support.procs import CpuMeter, stack_pids
 
@@ -126,24 +126,6 @@ async def _wait_committed(settings: Settings, group: str, total: int, *, deadlin
         await close_client(admin)
 
 
-async def _delete_topics(settings: Settings, topics: list[str]) -> None:
-    admin = make_admin(settings)
-    await start_bounded(admin, settings, "bench admin")
-    try:
-        await admin.delete_topics(topics)
-    finally:
-        await close_client(admin)
-
-
-def _cleanup(settings: Settings, run: str, topics: list[str]) -> None:
-    """Best effort: on a loaded box Redis or Kafka may time out here, which must not hide the run's result."""
-    for what, step in (("user keys", delete_user_keys(settings, run)), ("topics", _delete_topics(settings, topics))):
-        try:
-            asyncio.run(step)
-        except Exception as exc:  # noqa: BLE001 - reported, the figures matter more
-            logging.getLogger(__name__).warning("cleanup of the run's %s failed: %s", what, exc)
-
-
 def run_badinput(
     settings: Settings, *, malformed: int = 100_000, valid: int = 100_000, users: int = 10_000, repeat: int = 1
 ) -> dict[str, Any]:
@@ -171,7 +153,7 @@ def run_badinput(
         findings = match_dead_letters(sent, letters, [mixed_topic])
     finally:
         ray.shutdown()
-        _cleanup(settings, run, [clean_topic, mixed_topic])
+        cleanup_run(settings, run, [clean_topic, mixed_topic])
     clean_rate = statistics.median(valid / r["drain_s"] for r in clean_runs)
     mixed_rate = statistics.median(valid / r["drain_s"] for r in mixed_runs)
     return {
