@@ -6,18 +6,14 @@ their connections. Nothing may be lost, counted twice, shown twice or left undel
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.support.chaos_model import FAULT_KINDS
+from tests.support.scripts import run_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261129
 
 
@@ -25,18 +21,10 @@ SEED = 20261129
 def test_short_chaos_run_loses_and_duplicates_nothing() -> None:
     # Its own process: the run starts a private Ray runtime (and a private Kafka and Redis, which it kills),
     # which cannot share a driver with the session's Ray runtime.
-    argv = [sys.executable, str(ROOT / "scripts/chaos.py"), "--json", "--seed", str(SEED)]
+    argv = ["--json", "--seed", str(SEED)]
     argv += ["--events", "10000", "--users", "1000", "--faults-per-kind", "1", "--stream-s", "45"]
     argv += ["--devices", "40", "--converge-timeout-s", "150"]
-    done = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=450,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
+    done = run_script("scripts/chaos.py", *argv, timeout_s=450)
     assert done.stdout.strip(), done.stderr[-4000:]
     report = json.loads(done.stdout)
     figures = report["figures"]

@@ -5,31 +5,20 @@ clients reconnect elsewhere, and nothing is lost or shown twice (reference model
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.scripts import run_script
+
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVE_WITHIN_S = 30.0
 
 
 @pytest.mark.timeout(400)
 def test_a_node_joins_and_leaves_under_load() -> None:
     # Its own process: a multi-raylet cluster cannot share a driver with the session's Ray runtime.
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests/integration/cluster_scenario.py")],
-        capture_output=True,
-        text=True,
-        timeout=360,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
+    done = run_script("tests/integration/cluster_scenario.py", timeout_s=360)
     assert done.returncode == 0, done.stderr[-6000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(report, indent=1))  # the timings, for whoever runs it with -s

@@ -4,41 +4,21 @@ refuse the same records (decided or free), so its figures compare like with like
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from herald.malformed import KINDS, REFUSED_BY_AGGREGATOR, malformed_records
+from tests.support.scripts import run_script
 
 pytestmark = [pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[2]
 VALID = MALFORMED = 400
 
 
 @pytest.mark.timeout(240)
 def test_reader_path_compares_drains_that_refuse_the_same_records() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/bench.py"),
-            "reader-path",
-            f"--valid={VALID}",
-            f"--malformed={MALFORMED}",
-            "--users=50",
-            "--repeat=1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=220,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
+    args = [f"--valid={VALID}", f"--malformed={MALFORMED}", "--users=50", "--repeat=1", "--json"]
+    done = run_script("scripts/bench.py", "reader-path", *args, timeout_s=220)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     # The generator is deterministic for its seed, whatever the run's prefix: the same kinds in the same order.

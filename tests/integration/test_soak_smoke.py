@@ -5,41 +5,20 @@ the pipeline's memory flat). The long run is `./scripts/dev soak --minutes N` (d
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.ray]
+from tests.support.scripts import run_script
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
 
 @pytest.mark.timeout(300)
 def test_soak_first_minute(tmp_path: Path) -> None:
     # Its own process: the soak starts and shuts down its own Ray runtime, which the session's must not be.
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/bench.py"),
-            "soak",
-            "--minutes=1",
-            "--clients=40",
-            "--rate=80",
-            "--sample-s=5",
-            "--dedup-horizon-s=20",
-            f"--out={tmp_path}",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
+    args = ["--minutes=1", "--clients=40", "--rate=80", "--sample-s=5", "--dedup-horizon-s=20", f"--out={tmp_path}"]
+    done = run_script("scripts/bench.py", "soak", *args, "--json", timeout_s=280)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     verdict = result["verdict"]
     samples = result["samples"]
