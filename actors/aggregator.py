@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from actors.gc_tuning import tune_gc_for_event_path
+from actors.gc_tuning import HeapTrim, tune_gc_for_event_path
 from actors.loops import node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
@@ -43,7 +43,8 @@ class AggregatorActor:
         self._totals = ApplyReport()
         self._batches = 0
         self._metrics = metrics.MetricsRecorder(source_name(f"aggregator-{index}"))
-        self._export = MetricsExport(self._metrics, settings.redis_url)
+        self._heap_trim = HeapTrim()
+        self._export = MetricsExport(self._metrics, settings.redis_url, before_tick=self._on_metrics_tick)
         tune_gc_for_event_path()
 
     async def apply(self, batch: bytes) -> ApplyResult:
@@ -64,6 +65,9 @@ class AggregatorActor:
             "self_skipped": report.self_skipped,
             "rejected": rejected,
         }
+
+    async def _on_metrics_tick(self) -> None:
+        self._heap_trim()
 
     def _record(self, events: list[PreparedEvent], report: ApplyReport) -> None:
         """Per batch: events applied, and each event's produce -> commit latency (the commit has just returned)."""

@@ -22,7 +22,7 @@ from ray.exceptions import RayError, RayTaskError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from actors.gc_tuning import tune_gc_for_event_path
+from actors.gc_tuning import HeapTrim, tune_gc_for_event_path
 from actors.loops import OwnedLoop, node_id
 from actors.metrics_export import MetricsExport, source_name
 from herald import metrics
@@ -112,7 +112,8 @@ class ReaderActor:
         self._counters = CheckpointCounters()  # kept across runs of the loop
         self._commits = {"commits": 0, "commit_failures": 0}
         self._metrics = metrics.MetricsRecorder(source_name(self.name))
-        self._export = MetricsExport(self._metrics, settings.redis_url, before_tick=self._record_lag)
+        self._heap_trim = HeapTrim()
+        self._export = MetricsExport(self._metrics, settings.redis_url, before_tick=self._on_metrics_tick)
         tune_gc_for_event_path()
 
     @property
@@ -261,6 +262,10 @@ class ReaderActor:
                 if highwater is not None:
                     lag[f"{tp.topic}:{tp.partition}"] = max(highwater - position, 0)
         return lag
+
+    async def _on_metrics_tick(self) -> None:
+        await self._record_lag()
+        self._heap_trim()
 
     async def _record_lag(self) -> None:
         self._metrics.set_gauges(metrics.CONSUMER_LAG, await self._lag(), "partition")
