@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -34,7 +34,7 @@ MAX_MESSAGE_BYTES: Final = MAX_RECORD_BATCH_BYTES
 _ERROR_NONE: Final = 0
 _ERROR_TOPIC_ALREADY_EXISTS: Final = 36
 _ERROR_UNKNOWN_TOPIC: Final = 3
-_METADATA_SETTLE_S: Final = 3.0
+_METADATA_SETTLE_S: Final = 10.0  # a loaded broker that has just started can take seconds
 
 
 class TopicError(HeraldError):
@@ -107,7 +107,7 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
         created = await _create(admin, missing, replication_factor) if missing else set()
-        reports = await inspect_topics(admin, specs)
+        reports = await inspect_topics(admin, specs, just_created=created)
     except KafkaError as exc:
         raise BrokerUnavailableError(unreachable(settings, "ensuring topics", settings.connect_timeout_s, exc)) from exc
     finally:
@@ -154,17 +154,23 @@ async def _create(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], replic
     return created
 
 
-async def inspect_topics(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[TopicReport]:
-    """Compare the cluster with the specs through an already started admin client."""
+async def inspect_topics(
+    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], *, just_created: Collection[str] = ()
+) -> list[TopicReport]:
+    """Compare the cluster with the specs through an already started admin client; `just_created` topics are
+    waited for (briefly) rather than reported missing."""
     names = [spec.name for spec in specs]
-    partitions = await _partition_counts(admin, names)
+    partitions = await _partition_counts(admin, names, just_created=just_created)
     configs = await _topic_configs(admin, [n for n in names if n in partitions])
     return [_compare(spec, partitions.get(spec.name), configs.get(spec.name, {})) for spec in specs]
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    """Partition count per existing topic. Right after a create, metadata can briefly say LEADER_NOT_AVAILABLE
-    (or list no partitions yet): retry that for a moment rather than report a fresh topic as missing."""
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: list[str], *, just_created: Collection[str] = ()
+) -> dict[str, int]:
+    """Partition count per existing topic. Right after a create, metadata can briefly say LEADER_NOT_AVAILABLE,
+    list no partitions yet, or (on a broker that has just started, found by CI) not know the topic at all: retry
+    that for a moment rather than report a fresh topic as missing."""
     deadline = time.monotonic() + _METADATA_SETTLE_S
     while True:
         counts: dict[str, int] = {}
@@ -172,6 +178,7 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
         for topic in await admin.describe_topics(names):
             code = topic["error_code"]
             if code == _ERROR_UNKNOWN_TOPIC:
+                settling = settling or topic["topic"] in just_created
                 continue
             if code != _ERROR_NONE or not topic["partitions"]:
                 settling = True
